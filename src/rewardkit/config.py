@@ -1,0 +1,297 @@
+"""Run configuration: small keyword-only dataclasses, loaded from YAML and overridable from the CLI.
+
+A YAML file maps section by section onto :class:`RunConfig`. Unknown keys and values of the wrong type are
+errors that name the offending key, never silently ignored. Any field can be overridden on the command line
+with a dotted path: ``--train.lr 3e-5`` or ``--data.max_length=512``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+Truncation = Literal["truncate_prompt_left", "drop", "error"]
+OnInvalid = Literal["error", "skip"]
+Template = Literal["auto", "chat", "plain"]
+Precision = Literal["auto", "fp32", "bf16"]
+Scheduler = Literal["linear", "cosine", "constant"]
+PaddingSide = Literal["right", "left"]
+ModelKind = Literal["auto", "decoder", "encoder"]
+Pooling = Literal["auto", "last", "cls"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, missing or of the wrong type (the message names the key)."""
+
+
+@dataclass(kw_only=True)
+class SplitConfig:
+    """One data source: a file (or ``builtin:NAME``) and an optional row range."""
+
+    path: str
+    """File path (.jsonl, .json, .csv, .parquet, optionally .gz), a `datasets.save_to_disk` directory, or
+    `builtin:hh-rlhf-harmless` for the bundled sample."""
+    start: int = 0
+    """First record (0-based) to use."""
+    stop: int | None = None
+    """One past the last record to use; null for the end of the file."""
+
+
+@dataclass(kw_only=True)
+class FieldsConfig:
+    """Names of the record fields, when a data set uses other names than the documented ones."""
+
+    prompt: str = "prompt"
+    chosen: str = "chosen"
+    rejected: str = "rejected"
+    margin: str = "margin"
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Where the examples come from and how they become tokens."""
+
+    train: SplitConfig | None = None
+    """Training data."""
+    eval: SplitConfig | None = None
+    """Held-out data, evaluated every `train.eval_every` steps and at the end."""
+    fields: FieldsConfig = field(default_factory=FieldsConfig)
+    max_length: int = 512
+    """Maximum tokens per response sequence (prompt + response + score token)."""
+    truncation: Truncation = "truncate_prompt_left"
+    """Over-long examples: cut the prompt from the left (keeps the response end and the score token), drop
+    them, or stop with an error. Every run reports how many examples each policy touched."""
+    on_invalid: OnInvalid = "error"
+    """Invalid records: stop with an error naming file, line and field, or skip them and count them."""
+    template: Template = "auto"
+    """`chat` applies the tokenizer's chat template; `plain` joins prompt and response as text; `auto`
+    uses the chat template for conversational data when the tokenizer has one."""
+    separator: str = "\n"
+    """Plain rendering: put between a text prompt and its response, unless either side already has
+    whitespace at the boundary (hh-rlhf style prompts end in `Assistant:` and responses start with a space)."""
+
+
+@dataclass(kw_only=True)
+class LoraConfig:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] | None = None
+    """Module names to adapt; null lets PEFT pick its default for the architecture."""
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """The backbone and how the reward is read out of it."""
+
+    name: str
+    """A built-in name (`minilm-l6`, `smollm2-135m`), a Hugging Face model id or a local directory."""
+    kind: ModelKind = "auto"
+    """`decoder` (causal LM) or `encoder` (BERT-like); `auto` reads it from the model config."""
+    pooling: Pooling = "auto"
+    """Which hidden state feeds the head: `last` real token (decoders) or `cls` (encoders)."""
+    gguf_file: str | None = None
+    """Load the weights from this GGUF file inside `name` (a directory)."""
+    lora: LoraConfig | None = None
+    """Train LoRA adapters (and the full head) instead of all weights."""
+    dropout: bool = False
+    """Keep the backbone's dropout. Off by default, as is usual for reward models (TRL and OpenRLHF do the
+    same): dropout makes the two responses of a pair see different noise, and on CPU it costs ~30% of a step."""
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    """Run code shipped with a model repository. Off unless you trust the source."""
+    init_seed: int | None = None
+    """Seed for the new head's initialisation; null uses `train.seed`."""
+
+
+@dataclass(kw_only=True)
+class LossConfig:
+    name: Literal["bradley_terry", "log_exp"] = "bradley_terry"
+    """`bradley_terry`: -logsigmoid(r_c - r_r - margin); `log_exp`: log(1 + exp(r_r - r_c))."""
+    margin: float = 0.0
+    """Margin used for records without a margin field."""
+    use_margin_field: bool = True
+    """Read a per-example margin from the `fields.margin` column when the record has one."""
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    lr: float = 2e-5
+    batch_size: int = 8
+    """Pairs per optimizer micro-batch (per process)."""
+    grad_accum: int = 1
+    epochs: float = 1.0
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides `epochs`)."""
+    warmup_ratio: float = 0.0
+    scheduler: Scheduler = "linear"
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    precision: Precision = "auto"
+    """`auto` uses bf16 autocast only where the hardware multiplies bf16 fast (CUDA with bf16, CPUs with
+    AMX or AVX512-BF16); on other CPUs bf16 is emulated and far slower than fp32."""
+    padding_side: PaddingSide = "right"
+    group_by_length: bool = True
+    """Batch pairs of similar length together (sorted within shuffled mega-batches): far less padding."""
+    seed: int = 0
+    eval_every: int | None = None
+    """Evaluate every N optimizer steps (and always at the end)."""
+    eval_batch_size: int = 32
+    save_every: int | None = None
+    """Write a resumable checkpoint every N optimizer steps."""
+    keep_last: int = 2
+    log_every: int = 10
+    eval_zero_shot: bool = True
+    """Evaluate the untrained model first, so the report shows what training added."""
+    tensorboard: bool = True
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    model: ModelConfig
+    data: DataConfig
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output_dir: str = "runs/default"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dict <-> dataclass, strictly
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} does not match {_type_name(tp)}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, str) and tp is SplitConfig:
+            value = {"path": value}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "3e-5" (no dot) as a string; accept any plain number spelling
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys, missing required keys and bad types are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, f in names.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], prefix + name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {prefix}{name}")
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``--a.b value`` / ``--a.b=value`` pairs to a nested dict. Values are parsed as YAML scalars."""
+    data = dict(data)
+    i = 0
+    while i < len(overrides):
+        item = overrides[i]
+        if not item.startswith("--"):
+            raise ConfigError(f"unexpected argument {item!r}; overrides look like --train.lr 3e-5")
+        if "=" in item:
+            key, raw = item[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(overrides):
+                raise ConfigError(f"override {item} has no value")
+            key, raw = item[2:], overrides[i + 1]
+            i += 2
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            child = dict(child) if isinstance(child, dict) else ({"path": child} if isinstance(child, str) else {})
+            node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
+    """Read a YAML file (safe loader) and apply dotted overrides; returns a validated :class:`RunConfig`."""
+    data: dict = dict(base or {})
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f)
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, loss, train)")
+        data.update(loaded)
+    data = apply_overrides(data, overrides or [])
+    try:
+        return from_dict(RunConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

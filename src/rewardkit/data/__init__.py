@@ -1,0 +1,1 @@
+"""Data: records on disk -> typed examples -> rendered text -> tokens -> batches."""

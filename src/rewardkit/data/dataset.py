@@ -1,0 +1,58 @@
+"""Load a split into encoded pairs: read -> validate -> render -> tokenize, with every skip counted."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from itertools import islice
+
+from ..config import DataConfig, SplitConfig
+from .errors import DataError, SkipReport
+from .formats import Pair, parse_pairs
+from .readers import read_records
+from .render import Renderer
+from .tokenize import Dropped, Encoded, SequenceEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    chosen: Encoded
+    rejected: Encoded
+    margin: float | None
+    where: str
+    chosen_chars: int
+    """Length of the chosen response text (for the longer-response baseline)."""
+    rejected_chars: int
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.chosen.input_ids) + len(self.rejected.input_ids)
+
+
+def load_pairs(split: SplitConfig, data: DataConfig, report: SkipReport | None = None) -> list[Pair]:
+    report = report if report is not None else SkipReport()
+    records = read_records(split.path, data.on_invalid, report)
+    records = islice(records, split.start, split.stop)
+    pairs = list(parse_pairs(records, data.fields, data.on_invalid, report))
+    if not pairs:
+        raise DataError(split.path, None, None, "no usable pairs (the file or the row range is empty)", "empty")
+    return pairs
+
+
+def _response_chars(value) -> int:
+    return len(value) if isinstance(value, str) else sum(len(m["content"]) for m in value)
+
+
+def encode_pairs(pairs: list[Pair], renderer: Renderer, encoder: SequenceEncoder) -> list[EncodedPair]:
+    """Render and tokenize; over-long pairs follow the encoder's policy (dropped ones are counted there)."""
+    out = []
+    for p in pairs:
+        try:
+            c = encoder.encode(renderer.render(p.prompt, p.chosen), p.where)
+            r = encoder.encode(renderer.render(p.prompt, p.rejected), p.where)
+        except Dropped:
+            continue
+        out.append(EncodedPair(c, r, p.margin, p.where, _response_chars(p.chosen), _response_chars(p.rejected)))
+    return out

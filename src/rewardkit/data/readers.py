@@ -1,0 +1,181 @@
+"""Read raw records from JSONL, JSON, CSV, Parquet (optionally gzipped) or a `datasets` directory.
+
+Each record comes with its location so that later errors can name ``file:line``: the line number for JSONL
+and CSV (1-based, the header is line 1 in CSV), the item number for a JSON array, the row number for Parquet
+and saved datasets.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .errors import DataError, SkipReport
+
+BUILTIN_DATA = {
+    "hh-rlhf-harmless": "assets/hh-rlhf/harmless-base-test.jsonl.gz",
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    data: dict
+    source: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+def resolve_path(path: str) -> Path:
+    """Turn ``builtin:NAME`` into the bundled file; other paths are returned as they are."""
+    if path.startswith("builtin:"):
+        name = path.split(":", 1)[1]
+        if name not in BUILTIN_DATA:
+            raise FileNotFoundError(f"unknown built-in data set {name!r}; known: {', '.join(BUILTIN_DATA)}")
+        return Path(str(resources.files("rewardkit").joinpath(BUILTIN_DATA[name])))
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    return p
+
+
+def _suffix(p: Path) -> str:
+    suffixes = [s for s in p.suffixes if s != ".gz"]
+    return suffixes[-1].lower() if suffixes else ""
+
+
+def _open_bytes(p: Path):
+    return gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
+
+
+def read_records(path: str, on_invalid: str = "error", report: SkipReport | None = None) -> Iterator[Record]:
+    """Yield every record of ``path``. Undecodable lines raise :class:`DataError` or are skipped and counted."""
+    p = resolve_path(path)
+    source = path if path.startswith("builtin:") else str(p)
+    report = report if report is not None else SkipReport()
+    if p.is_dir():
+        yield from _read_datasets_dir(p, source)
+        return
+    kind = _suffix(p)
+    if kind == ".jsonl":
+        reader = _read_jsonl(p, source)
+    elif kind == ".json":
+        reader = _read_json(p, source)
+    elif kind == ".csv":
+        reader = _read_csv(p, source)
+    elif kind == ".parquet":
+        reader = _read_parquet(p, source)
+    else:
+        raise DataError(source, None, None, f"unsupported file type {kind!r}; use .jsonl, .json, .csv, .parquet "
+                        "(optionally .gz) or a datasets.save_to_disk directory", "unsupported_file")
+    for item in reader:
+        if isinstance(item, DataError):
+            if on_invalid == "skip":
+                report.add(item)
+                continue
+            raise item
+        yield item
+
+
+def _read_jsonl(p: Path, source: str) -> Iterator[Record | DataError]:
+    with _open_bytes(p) as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield DataError(source, lineno, None, f"not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
+                                "invalid_utf8")
+                continue
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield DataError(source, lineno, None, f"invalid JSON ({e.msg} at column {e.colno}); each line must "
+                                "be one JSON object", "invalid_json")
+                continue
+            if not isinstance(obj, dict):
+                yield DataError(source, lineno, None, f"expected a JSON object, got {type(obj).__name__}",
+                                "not_an_object")
+                continue
+            yield Record(obj, source, lineno)
+
+
+def _read_json(p: Path, source: str) -> Iterator[Record | DataError]:
+    with _open_bytes(p) as f:
+        raw = f.read()
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(source, None, None, f"not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
+                        "invalid_utf8") from None
+    except json.JSONDecodeError as e:
+        raise DataError(source, e.lineno, None, f"invalid JSON ({e.msg}); a .json file must hold one array of "
+                        "objects (use .jsonl for one object per line)", "invalid_json") from None
+    if isinstance(obj, dict):
+        # {"data": [...]} or a single split name holding the list
+        lists = [v for v in obj.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            obj = lists[0]
+        else:
+            obj = [obj]
+    if not isinstance(obj, list):
+        raise DataError(source, None, None, "expected a JSON array of objects", "not_an_array")
+    for i, item in enumerate(obj, start=1):
+        if not isinstance(item, dict):
+            yield DataError(source, i, None, f"item {i} is a {type(item).__name__}, expected an object",
+                            "not_an_object")
+            continue
+        yield Record(item, source, i)
+
+
+def _read_csv(p: Path, source: str) -> Iterator[Record | DataError]:
+    with _open_bytes(p) as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(source, None, None, f"not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
+                        "invalid_utf8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    for row in reader:
+        lineno = reader.line_num
+        if None in row:
+            yield DataError(source, lineno, None, f"has {len(header) + len(row[None])} columns, the header has "
+                            f"{len(header)}; quote fields that contain commas", "csv_columns")
+            continue
+        missing = [k for k, v in row.items() if v is None]
+        if missing:
+            yield DataError(source, lineno, missing[0], "column is missing on this row", "missing_field")
+            continue
+        yield Record(dict(row), source, lineno)
+
+
+def _read_parquet(p: Path, source: str) -> Iterator[Record | DataError]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(p)
+    for i, row in enumerate(table.to_pylist(), start=1):
+        yield Record(row, source, i)
+
+
+def _read_datasets_dir(p: Path, source: str) -> Iterator[Record]:
+    import datasets
+
+    ds = datasets.load_from_disk(str(p))
+    if isinstance(ds, datasets.DatasetDict):
+        if len(ds) != 1:
+            raise DataError(source, None, None, f"holds several splits ({', '.join(ds)}); point at one split "
+                            "directory", "several_splits")
+        ds = next(iter(ds.values()))
+    for i, row in enumerate(ds, start=1):
+        yield Record(dict(row), source, i)

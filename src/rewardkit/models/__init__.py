@@ -1,0 +1,1 @@
+"""Backbones (any Hugging Face model, plus built-in offline ones), pooling, heads, save and load."""

@@ -1,0 +1,193 @@
+"""The reward model: a transformers ``*ForSequenceClassification`` model read at an explicit score token.
+
+We keep the backbone inside the transformers class that fits it (``LlamaForSequenceClassification``,
+``BertForSequenceClassification`` ...) so the saved directory loads in plain transformers. What we change is
+*where the reward is read*: at the recorded score index, not at "the last token that is not pad", and with
+position ids counted over real tokens, so that neither the padding side nor ``pad == eos`` moves a score.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..types import TokenBatch
+from .backbones import is_encoder_config, load_config, load_tokenizer, resolve_model
+
+log = logging.getLogger(__name__)
+
+META_FILE = "rewardkit.json"
+PAD_TOKEN = "<|rewardkit_pad|>"
+
+
+@dataclass(kw_only=True)
+class ModelMeta:
+    """What a consumer needs to reproduce our scores; saved next to the weights as ``rewardkit.json``."""
+
+    kind: str
+    """`decoder` or `encoder`."""
+    pooling: str
+    """`last` (decoders: the score token) or `cls` (encoders)."""
+    head: str = "scalar"
+    score_token: str = ""
+    """The token appended at the end of every rendered response and read for the reward (decoders)."""
+    score_token_id: int | None = None
+    template: str = "auto"
+    separator: str = "\n"
+    max_length: int = 512
+    truncation: str = "truncate_prompt_left"
+    padding_side: str = "right"
+    normalization: dict | None = None
+    """{"mean": m, "std": s} fitted on an evaluation set; normalised reward = (r - mean) / std."""
+    base_model: str = ""
+    rewardkit_version: str = ""
+    training: dict = field(default_factory=dict)
+
+    def save(self, directory: str | Path) -> None:
+        Path(directory, META_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ModelMeta:
+        data = json.loads(Path(directory, META_FILE).read_text(encoding="utf-8"))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class RewardModel(nn.Module):
+    """Backbone + pooling + scalar head. ``forward(batch) -> rewards [N]`` in fp32."""
+
+    def __init__(self, hf: nn.Module, kind: str):
+        super().__init__()
+        self.hf = hf
+        self.kind = kind
+
+    @property
+    def transformer(self) -> nn.Module:
+        """The plain transformers model (under the LoRA wrapper, if any)."""
+        hf = self.hf
+        return hf.get_base_model() if hasattr(hf, "get_base_model") else hf
+
+    def _head(self) -> nn.Module:
+        tm = self.transformer
+        for name in ("score", "classifier"):
+            if hasattr(tm, name):
+                return getattr(tm, name)
+        raise AttributeError(f"{type(tm).__name__} has no 'score' or 'classifier' head")
+
+    def forward(self, batch: TokenBatch) -> torch.Tensor:
+        if self.kind == "encoder":
+            kwargs = {"token_type_ids": batch.token_type_ids} if batch.token_type_ids is not None else {}
+            logits = self.transformer(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                      position_ids=batch.position_ids, **kwargs).logits
+            return logits[:, 0].float()
+        tm = self.transformer
+        out = tm.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                            position_ids=batch.position_ids, use_cache=False)
+        hidden = out.last_hidden_state  # [N, L, H]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        pooled = hidden[rows, batch.score_index]  # [N, H]: the score token of each row
+        return self._head()(pooled)[:, 0].float()
+
+    # -- saving --------------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, tokenizer, meta: ModelMeta) -> None:
+        """Write a directory that ``AutoModelForSequenceClassification.from_pretrained`` loads as it is."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        hf = self.hf
+        if hasattr(hf, "merge_and_unload"):
+            # LoRA: merge adapters into a copy, so the head (in modules_to_save) and adapters are both saved
+            hf = copy.deepcopy(hf).merge_and_unload()
+        for p in hf.parameters():
+            if not torch.isfinite(p).all():
+                raise FloatingPointError("refusing to save: the model has NaN or infinite weights")
+        hf.save_pretrained(directory, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+        meta.save(directory)
+
+
+def _set_pad_token(tokenizer, hf_model, kind: str) -> None:
+    """Give decoders a pad token distinct from EOS, so transformers' own "last non-pad token" rule reads the
+    same (EOS) position that rewardkit reads. Adds one embedding row when the tokenizer has no such token."""
+    if kind == "encoder":
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the encoder's tokenizer has no pad token")
+    elif tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+        hf_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    hf_model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def disable_dropout(config) -> None:
+    """Set every dropout probability of a transformers config to 0 (names vary: attention_dropout,
+    hidden_dropout_prob, resid_pdrop ...)."""
+    for key, value in config.to_dict().items():
+        if isinstance(value, float) and ("dropout" in key or "pdrop" in key):
+            setattr(config, key, 0.0)
+
+
+def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
+    """Load the backbone for training with a fresh scalar head; returns (model, tokenizer, kind)."""
+    from transformers import AutoModelForSequenceClassification
+
+    path, gguf = resolve_model(cfg.name, cfg.gguf_file)
+    tokenizer = load_tokenizer(path, gguf, cfg.trust_remote_code)
+    config = load_config(path, gguf, cfg.trust_remote_code, num_labels=1)
+    kind = cfg.kind if cfg.kind != "auto" else ("encoder" if is_encoder_config(config) else "decoder")
+    if not cfg.dropout:
+        disable_dropout(config)
+    kwargs = {"config": config, "trust_remote_code": cfg.trust_remote_code, "dtype": torch.float32}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    torch.manual_seed(cfg.init_seed if cfg.init_seed is not None else seed)  # the new head's initialisation
+    hf = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    _set_pad_token(tokenizer, hf, kind)
+    if cfg.gradient_checkpointing:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora is not None:
+        hf = apply_lora(hf, cfg.lora)
+    return RewardModel(hf, kind), tokenizer, kind
+
+
+def apply_lora(hf, lora_cfg):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    head = "score" if hasattr(hf, "score") else "classifier"
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_cfg.r, lora_alpha=lora_cfg.alpha,
+                        lora_dropout=lora_cfg.dropout, target_modules=lora_cfg.target_modules,
+                        modules_to_save=[head])
+    model = get_peft_model(hf, config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("LoRA: %d trainable parameters (adapters + the %s head)", trainable, head)
+    return model
+
+
+def model_from_config(hf_config, kind: str, tokenizer) -> RewardModel:
+    """A randomly initialised reward model from a transformers config (tests and benchmarks)."""
+    from transformers import AutoModelForSequenceClassification
+
+    hf_config.num_labels = 1
+    hf = AutoModelForSequenceClassification.from_config(hf_config)
+    _set_pad_token(tokenizer, hf, kind)
+    return RewardModel(hf, kind)
+
+
+def load_reward_model(directory: str | Path, trust_remote_code: bool = False) -> tuple[RewardModel, object, ModelMeta]:
+    """Load a saved reward model (safetensors only) with its tokenizer and metadata."""
+    from transformers import AutoModelForSequenceClassification
+
+    directory = Path(directory)
+    if not (directory / META_FILE).exists():
+        raise FileNotFoundError(f"{directory}: no {META_FILE}; not a rewardkit model directory (a training run "
+                                "keeps its model in RUN/model)")
+    meta = ModelMeta.load(directory)
+    hf = AutoModelForSequenceClassification.from_pretrained(
+        directory, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
+    hf.eval()
+    tokenizer = load_tokenizer(str(directory), None, trust_remote_code)
+    return RewardModel(hf, meta.kind), tokenizer, meta

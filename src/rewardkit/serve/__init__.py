@@ -1,0 +1,1 @@
+"""Scoring: the batch scorer shared by evaluation, `rewardkit score` and the HTTP server."""

@@ -1,0 +1,81 @@
+"""Resumable checkpoints, written atomically.
+
+A checkpoint is a directory ``checkpoints/step-00000050`` holding the model weights (safetensors), the
+optimizer and scheduler states, the RNG states and the trainer state (step, data position). It is written to
+a temporary directory and renamed into place, and it is valid only when its ``COMPLETE`` marker exists, so a
+run killed mid-write never leaves a checkpoint that looks valid. Only the last ``keep_last`` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+
+MARKER = "COMPLETE"
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scheduler, trainer_state: dict,
+                    keep_last: int = 2) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    rng = _rng_state()
+    rng["numpy"] = (rng["numpy"][0], torch.from_numpy(rng["numpy"][1].copy()), *rng["numpy"][2:])
+    torch.save(rng, tmp / "rng.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
+    (tmp / MARKER).write_text("ok\n")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Valid checkpoints, oldest first (directories without the COMPLETE marker are ignored)."""
+    if not root.exists():
+        return []
+    found = [p for p in root.glob("step-*") if p.is_dir() and (p / MARKER).exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) -> dict:
+    """Restore everything saved by :func:`save_checkpoint`; returns the trainer state.
+
+    Only tensors and plain containers are unpickled (``weights_only=True``); weights come from safetensors.
+    """
+    load_model(model, str(path / "model.safetensors"))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    rng = torch.load(path / "rng.pt", weights_only=True)
+    rng["numpy"] = (rng["numpy"][0], rng["numpy"][1].numpy(), *rng["numpy"][2:])
+    _set_rng_state(rng)
+    return json.loads((path / "trainer_state.json").read_text())

@@ -1,0 +1,280 @@
+"""The training loop: explicit, on Accelerate (DDP, FSDP and DeepSpeed come from there).
+
+One forward per micro-batch runs chosen and rejected together::
+
+    tokens.input_ids  [2B, L]   rows 0..B-1 chosen, rows B..2B-1 rejected
+    rewards           [2B]      read at each row's score token
+    loss = bradley_terry(rewards[:B], rewards[B:], margin)     # fp32
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..config import RunConfig, dump_config, load_config
+from ..data.collate import pair_batch
+from ..data.dataset import EncodedPair, encode_pairs, load_pairs
+from ..data.errors import SkipReport
+from ..data.render import Renderer
+from ..data.tokenize import SequenceEncoder
+from ..eval.metrics import longer_wins_baseline, pairwise_metrics
+from ..losses import get_pairwise_loss
+from ..models.reward_model import ModelMeta, RewardModel, build_model
+from ..serve.scorer import Scorer, score_sequences
+from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    scorer: Scorer
+    """The trained model, ready to score (``result.scorer.score(prompts, responses)``)."""
+    metrics: dict
+    """Final held-out metrics, baselines, data counts and timings (also in ``OUTPUT/summary.json``)."""
+    output_dir: Path
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """bf16 pays only with hardware support; on AVX2-only CPUs it is emulated and ~100x slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                  group_by_length: bool = True, mega: int = 32) -> list[list[int]]:
+    """This process's micro-batches for one epoch, the same on every rerun with the same seed.
+
+    A seeded permutation is cut into global batches of ``batch_size * world`` pairs, each process taking its
+    own slice. With ``group_by_length`` the permutation is first cut into mega-batches of ``mega`` global
+    batches, each sorted by length, and the resulting batches are shuffled: batches hold pairs of similar
+    length, so little compute goes to padding, while the order stays random across the epoch.
+    """
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(len(lengths), generator=g).tolist()
+    step = batch_size * world
+    if group_by_length:
+        span = step * mega
+        perm = [i for s in range(0, len(perm), span)
+                for i in sorted(perm[s:s + span], key=lambda i: lengths[i], reverse=True)]
+    chunks = [perm[s:s + step] for s in range(0, len(perm), step)]
+    if group_by_length:
+        order = torch.randperm(len(chunks), generator=g).tolist()
+        chunks = [chunks[i] for i in order]
+    return [c[rank * batch_size:(rank + 1) * batch_size] or c[:batch_size] for c in chunks]
+
+
+def evaluate_pairs(model: RewardModel, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int) -> dict:
+    seqs = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    rewards = score_sequences(model, seqs, pad_id, device, max_tokens=batch_pairs * 2 * 512,
+                              max_batch=batch_pairs * 2)
+    n = len(pairs)
+    return pairwise_metrics(rewards[:n], rewards[n:])
+
+
+class _Logger:
+    """metrics.jsonl + TensorBoard, main process only."""
+
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool, append: bool):
+        self.enabled = enabled
+        self.file = open(out / "metrics.jsonl", "a" if append else "w", encoding="utf-8") if enabled else None
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                log.warning("tensorboard is not installed; metrics go to metrics.jsonl only")
+
+    def write(self, step: int, split: str, values: dict) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        if self.tb:
+            self.tb.close()
+
+
+def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainResult:
+    """Train a pairwise reward model as ``config`` says; returns the model and its held-out metrics."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    cfg = _as_config(config)
+    tc = cfg.train
+    accelerator = Accelerator(gradient_accumulation_steps=1)
+    device, main = accelerator.device, accelerator.is_main_process
+    out = Path(cfg.output_dir)
+    if not resume and list_checkpoints(out / "checkpoints"):
+        raise FileExistsError(f"{out / 'checkpoints'} holds checkpoints of an earlier run: pass --resume to continue "
+                              "it, or choose another output_dir")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(cfg))
+    set_seed(tc.seed)
+    use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and bf16_is_fast(device))
+    t_start = time.time()
+
+    model, tokenizer, kind = build_model(cfg.model, seed=tc.seed)
+    padding_side = "right" if kind == "encoder" else tc.padding_side  # BERT-style pooling reads column 0
+    renderer = Renderer(tokenizer, kind, cfg.data.template, cfg.data.separator)
+    encoder = SequenceEncoder(tokenizer, kind, cfg.data.max_length, cfg.data.truncation)
+    report = SkipReport()
+    if cfg.data.train is None:
+        raise ValueError("data.train is required for training")
+    train_pairs = encode_pairs(load_pairs(cfg.data.train, cfg.data, report), renderer, encoder)
+    train_trunc = encoder.stats.summary()
+    eval_pairs: list[EncodedPair] = []
+    if cfg.data.eval is not None:
+        encoder.stats.counts.clear()
+        eval_pairs = encode_pairs(load_pairs(cfg.data.eval, cfg.data, report), renderer, encoder)
+    data_summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "invalid": report.summary(),
+                    "train_truncation": train_trunc, "eval_truncation": encoder.stats.summary()}
+    if main:
+        log.info("data: %d train pairs, %d eval pairs; invalid skipped: %d %s", len(train_pairs), len(eval_pairs),
+                 report.total, dict(report.skipped))
+        log.info("over-length (train, policy %s): %s", cfg.data.truncation, train_trunc)
+    if not train_pairs:
+        raise ValueError("no training pairs left after validation and the over-length policy")
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    lengths = [max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in train_pairs]
+    per_epoch = math.ceil(len(train_pairs) / (tc.batch_size * world))
+    total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * per_epoch / tc.grad_accum))
+    optimizer = build_optimizer(model, tc)
+    scheduler = build_scheduler(optimizer, tc, total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model: RewardModel = accelerator.unwrap_model(model)
+    loss_fn = get_pairwise_loss(cfg.loss.name)
+    pad_id = tokenizer.pad_token_id
+    logger = _Logger(out, main, tc.tensorboard, append=resume)
+
+    state = {"step": 0, "micro_batch": 0, "history": []}
+    ckpt_root = out / "checkpoints"
+    if resume:
+        found = list_checkpoints(ckpt_root)
+        if not found:
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {ckpt_root}")
+        state = load_checkpoint(found[-1], raw_model, optimizer, scheduler)
+        log.info("resumed from %s at step %d", found[-1], state["step"])
+
+    baseline = longer_wins_baseline([p.chosen_chars for p in eval_pairs], [p.rejected_chars for p in eval_pairs])
+    zero_shot = state.get("zero_shot")
+    if eval_pairs and tc.eval_zero_shot and zero_shot is None:
+        zero_shot = evaluate_pairs(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
+        state["zero_shot"] = zero_shot
+        logger.write(0, "eval_zero_shot", zero_shot)
+
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not main, dynamic_ncols=True)
+    model.train()
+    seen_pairs, t0, loss_acc = 0, time.time(), []
+    batches_cache: dict[int, list[list[int]]] = {}
+    while state["step"] < total_steps:
+        epoch, index = divmod(state["micro_batch"], per_epoch)
+        if epoch not in batches_cache:
+            batches_cache = {epoch: epoch_batches(lengths, tc.batch_size, tc.seed, epoch, rank, world,
+                                                   tc.group_by_length)}
+        idx = batches_cache[epoch][index]
+        chunk = [train_pairs[i] for i in idx]
+        margin_default = cfg.loss.margin
+        margins = [p.margin if (p.margin is not None and cfg.loss.use_margin_field) else margin_default
+                   for p in chunk]
+        batch = pair_batch([p.chosen for p in chunk], [p.rejected for p in chunk], margins, pad_id,
+                           padding_side).to(device)
+        sync = (state["micro_batch"] + 1) % tc.grad_accum == 0
+        with accelerator.no_sync(model) if not sync and world > 1 else contextlib.nullcontext():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                rewards = model(batch.tokens)
+            b = batch.num_pairs
+            rewards = rewards.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
+            has_margin = any(m != 0 for m in margins)
+            loss = loss_fn(rewards[:b], rewards[b:], batch.margin if has_margin else None)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at step {state['step'] + 1}, micro-batch "
+                                         f"{state['micro_batch']}; examples: {', '.join(p.where for p in chunk)}")
+            accelerator.backward(loss / tc.grad_accum)
+        loss_acc.append(loss.item())
+        seen_pairs += b * world
+        state["micro_batch"] += 1
+        if not sync:
+            continue
+        if tc.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        step = state["step"]
+        rate = seen_pairs / max(time.time() - t0, 1e-9)
+        mean_loss = sum(loss_acc) / len(loss_acc)
+        bar.set_postfix(loss=f"{mean_loss:.4f}", pairs_s=f"{rate:.1f}")
+        bar.update(1)
+        if step % tc.log_every == 0 or step == total_steps:
+            logger.write(step, "train", {"loss": mean_loss, "lr": scheduler.get_last_lr()[0], "pairs_per_s": rate})
+            loss_acc = []
+        if eval_pairs and tc.eval_every and step % tc.eval_every == 0 and step != total_steps:
+            m = evaluate_pairs(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
+            logger.write(step, "eval", m)
+            bar.write(f"step {step}: eval accuracy {m['accuracy']:.4f} loss {m['loss']:.4f}")
+        if tc.save_every and step % tc.save_every == 0 and step != total_steps:
+            accelerator.wait_for_everyone()
+            if main:
+                save_checkpoint(ckpt_root, step, raw_model, optimizer, scheduler, state, tc.keep_last)
+    bar.close()
+    train_seconds = time.time() - t0
+
+    final = evaluate_pairs(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size) if eval_pairs else {}
+    if final:
+        logger.write(state["step"], "eval", final)
+    meta = ModelMeta(kind=kind, pooling="cls" if kind == "encoder" else "last",
+                     score_token="[CLS]" if kind == "encoder" else tokenizer.convert_ids_to_tokens(
+                         encoder.score_token_id),
+                     score_token_id=None if kind == "encoder" else encoder.score_token_id,
+                     template=cfg.data.template, separator=cfg.data.separator, max_length=cfg.data.max_length,
+                     truncation=cfg.data.truncation, padding_side="right", base_model=cfg.model.name,
+                     rewardkit_version=__version__,
+                     training={"steps": state["step"], "loss": cfg.loss.name, "eval": final})
+    summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
+               "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
+               "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32"}
+    accelerator.wait_for_everyone()
+    if main:
+        raw_model.save_pretrained(out / "model", tokenizer, meta)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    logger.close()
+    scorer = Scorer(raw_model, tokenizer, meta, device=device)
+    return TrainResult(scorer=scorer, metrics=summary, output_dir=out)
+
+
+def _as_config(config) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, dict):
+        return load_config(None, None, base=config)
+    return load_config(config)
+
