@@ -6,8 +6,9 @@ import argparse
 import json
 import logging
 import sys
+import typing
 
-from .config import ConfigError
+from .config import Adapter, ConfigError, DataFormat
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -36,7 +37,14 @@ def cmd_train(args, overrides: list[str]) -> int:
     cfg = load_config(args.config, overrides)
     result = train(cfg, resume=args.resume)
     m = result.metrics
-    if m.get("eval"):
+    if m.get("eval") and "pairs" not in m["eval"]:  # binary, scalar, multi or ranked data: their own metrics
+        flat = {k: v for k, v in m["eval"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        zero = m.get("zero_shot") or {}
+        print("\nheld-out metrics (trained / zero-shot)")
+        for k, v in flat.items():
+            z = zero.get(k)
+            print(f"  {k:20s} {v:.4f}" + (f" / {z:.4f}" if isinstance(z, (int, float)) else ""))
+    elif m.get("eval"):
         print("\nheld-out pairwise accuracy")
         print(f"  trained model       {_fmt(m['eval'])}")
         print(f"  zero-shot (untrained head) {_fmt(m.get('zero_shot'))}")
@@ -46,27 +54,123 @@ def cmd_train(args, overrides: list[str]) -> int:
 
 
 def cmd_eval(args, overrides: list[str]) -> int:
+    import numpy as np
+
     from .config import DataConfig, SplitConfig, from_dict
-    from .data.dataset import encode_pairs, load_pairs
-    from .data.errors import SkipReport
-    from .eval.metrics import longer_wins_baseline, pairwise_metrics
+    from .eval.evaluate import (
+        attach_normalization,
+        evaluate_pair_file,
+        fit_normalization,
+        save_normalization,
+        training_log_for,
+    )
     from .serve.scorer import Scorer
 
     scorer = Scorer.from_pretrained(args.model)
     data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid})
     split = SplitConfig(path=args.data, start=args.start, stop=args.stop)
-    report = SkipReport()
-    pairs = encode_pairs(load_pairs(split, data_cfg, report), scorer.renderer, scorer.encoder)
-    rewards = scorer.score_encoded([p.chosen for p in pairs] + [p.rejected for p in pairs])
-    n = len(pairs)
-    result = {"metrics": pairwise_metrics(rewards[:n], rewards[n:]),
-              "longer_wins": longer_wins_baseline([p.chosen_chars for p in pairs], [p.rejected_chars for p in pairs]),
-              "invalid": report.summary(), "truncation": scorer.encoder.stats.summary()}
+    ev = evaluate_pair_file(scorer, split, data_cfg, by=args.by, n_boot=args.bootstrap, seed=args.seed,
+                            show_progress=not args.json)
+    if args.fit_normalization:
+        norm = fit_normalization(np.r_[ev.r_chosen, ev.r_rejected], ev.data)
+        save_normalization(args.model, norm)
+        attach_normalization(ev, norm)
+    m = ev.metrics
+    if args.report:
+        from .eval.report import write_report
+
+        path = write_report(ev, args.report, training_log=training_log_for(args.model), worst=args.worst,
+                            title=f"rewardkit evaluation: {args.model} on {ev.data}")
+        m["report"] = str(path)
     if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"pairwise accuracy {_fmt(result['metrics'])}; longer-wins baseline {_fmt(result['longer_wins'])}")
-        print(f"mean margin {result['metrics']['mean_margin']:.4f}, loss {result['metrics']['loss']:.4f}")
+        print(json.dumps(m, allow_nan=False))
+        return 0
+    print(_eval_summary(m))
+    if args.report:
+        print(f"report: {m['report']}")
+    return 0
+
+
+def _ci_text(m: dict, key: str) -> str:
+    lo, hi = m.get(f"{key}_ci") or (None, None)
+    value = m.get(key)
+    if value is None:
+        return "-"
+    return f"{value:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None else "")
+
+
+def _eval_summary(m: dict) -> str:
+    lb = m["length"]
+    lines = [f"pairs {m['pairs']} ({m['wins']} right, {m['ties']} ties, {m['losses']} wrong); 95% bootstrap intervals",
+             f"  accuracy            {_ci_text(m, 'accuracy')}   (a tie is not a win)",
+             f"  longer-wins baseline {m['longer_wins']['accuracy']:.4f}",
+             f"  AUC                 {_ci_text(m, 'auc')}",
+             f"  ECE                 {_ci_text(m, 'ece')}   Brier {m['brier']:.4f}",
+             f"  mean margin         {_ci_text(m, 'mean_margin')}   BT loss {m['loss']:.4f}",
+             f"  reward~length r     {_ci_text(lb, 'reward_pearson')}   ({m['length_unit']})"]
+    if "normalized" in m:
+        s = m["normalized"]["statistics"]
+        lines.append(f"  normalisation       mean {s['mean']:.4f} std {s['std']:.4f} (fitted on {s.get('fitted_on')})")
+    if "by" in m:
+        lines.append(f"by {m['by']['column']}:")
+        for key, g in m["by"]["groups"].items():
+            lines.append(f"  {key:20s} {g['pairs']:6d} pairs  accuracy {_ci_text(g, 'accuracy')}")
+    return "\n".join(lines)
+
+
+def cmd_score(args, overrides: list[str]) -> int:
+    from .serve.batch import score_file
+    from .serve.scorer import Scorer
+
+    scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
+                                    max_batch=args.max_batch)
+    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid)
+    extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
+    extra += f", {r.dropped} dropped as too long" if r.dropped else ""
+    print(f"scored {r.sequences} sequences from {r.records} records in {r.seconds:.1f} s "
+          f"({r.sequences / max(r.seconds, 1e-9):.1f}/s){extra}; written to {args.output}")
+    return 0
+
+
+def cmd_serve(args, overrides: list[str]) -> int:
+    import os
+
+    from .serve.scorer import Scorer
+    from .serve.server import ServerConfig, serve
+
+    cfg = ServerConfig(max_items=args.max_items, max_text_chars=args.max_text_chars,
+                       max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_batch=args.max_batch,
+                       max_wait_ms=args.max_wait_ms, api_key=os.environ.get(args.api_key_env) or None,
+                       normalize=args.normalize)
+    scorer = Scorer.from_pretrained(args.model, device=args.device)
+    serve(scorer, host=args.host, port=args.port, cfg=cfg)
+    return 0
+
+
+def cmd_data_inspect(args, overrides: list[str]) -> int:
+    from .data.inspect import format_inspection, inspect_data
+
+    tok = None
+    if args.tokenizer:
+        from .models.backbones import load_tokenizer, resolve_model
+
+        tok = load_tokenizer(*resolve_model(args.tokenizer))  # built-in names work too
+    ins = inspect_data(args.file, format=args.format, adapter=args.adapter, tokenizer=tok,
+                       max_errors=args.max_errors)
+    print(json.dumps(ins.to_dict()) if args.json else format_inspection(ins))
+    return 2 if ins.error else 0
+
+
+def cmd_export(args, overrides: list[str]) -> int:
+    from .export import export_model
+
+    r = export_model(args.source, args.out_dir, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                     rewardkit_only=args.rewardkit_only)
+    c = r.checks
+    print(f"exported to {r.out_dir} ({r.dtype}); reload check on {c.get('probes')} probes: vs source max |diff| "
+          f"{c.get('fidelity_max_abs_diff', float('nan')):.2e}"
+          + (f", plain transformers vs rewardkit {c['interop_max_abs_diff']:.2e}" if "interop_max_abs_diff" in c
+             else ", not loadable as a transformers classifier (see README.md)"))
     return 0
 
 
@@ -96,7 +200,68 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stop", type=int, default=None)
     e.add_argument("--on-invalid", choices=["error", "skip"], default="error")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    e.add_argument("--report", metavar="DIR", help="write report.html (figures embedded), the PNGs and "
+                   "metrics.json to DIR")
+    e.add_argument("--by", metavar="COLUMN", help="also break the metrics down by this record column (e.g. subset)")
+    e.add_argument("--fit-normalization", action="store_true", help="fit reward mean/std on this data and store "
+                   "them in the model's rewardkit.json")
+    e.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the "
+                   "confidence intervals (0: none)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    e.add_argument("--worst", type=int, default=20, help="worst-scored pairs listed in the report")
     e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("score", help="add rewards to every record of a file",
+                       description="Score {prompt, response} / {messages} records (-> reward) or pairs "
+                       "(-> reward_chosen, reward_rejected); the output keeps the input's order and format.")
+    s.add_argument("model", help="model directory or training run directory")
+    s.add_argument("input", help="jsonl/json/csv/parquet file (optionally .gz) or builtin:NAME")
+    s.add_argument("-o", "--output", required=True, help="output file; its extension sets the format")
+    s.add_argument("--max-tokens", type=int, default=16384, help="token budget per batch (rows x longest row)")
+    s.add_argument("--max-batch", type=int, default=64, help="most sequences per batch")
+    s.add_argument("--normalize", action="store_true", help="apply the model's stored mean/std")
+    s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
+                   help="skip: keep invalid records with null rewards and count them")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_score)
+
+    v = sub.add_parser("serve", help="serve a model over HTTP (/score, /get_reward, /health, /metrics)")
+    v.add_argument("model", help="model directory or training run directory")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--max-tokens", type=int, default=16384, help="token budget per model batch")
+    v.add_argument("--max-batch", type=int, default=64, help="most sequences per model batch")
+    v.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
+    v.add_argument("--max-items", type=int, default=1024, help="most items per request (422 above)")
+    v.add_argument("--max-text-chars", type=int, default=100_000, help="longest text per field (422 above)")
+    v.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest body (413 above)")
+    v.add_argument("--api-key-env", default="REWARDKIT_API_KEY",
+                   help="environment variable holding the bearer token; unset: no authentication")
+    v.add_argument("--normalize", action="store_true", help="return normalised rewards by default")
+    v.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("data", help="look at data files").add_subparsers(dest="data_command", required=True)
+    di = d.add_parser("inspect", help="detected format, counts, lengths and the first invalid records")
+    di.add_argument("file", help="data file (.jsonl, .json, .csv, .parquet, optionally .gz) or builtin:NAME")
+    di.add_argument("--format", default="auto", choices=typing.get_args(DataFormat))
+    di.add_argument("--adapter", default=None, choices=typing.get_args(Adapter))
+    di.add_argument("--tokenizer", default=None, help="tokenizer to count tokens (a built-in model name, a "
+                    "directory or a hub id); else lengths are in characters")
+    di.add_argument("--max-errors", type=int, default=5, help="how many skipped records to show")
+    di.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    di.set_defaults(func=cmd_data_inspect)
+
+    x = sub.add_parser("export", help="write a directory that transformers / TRL load with the same scores",
+                       description="Merge LoRA, cast, write safetensors shards, tokenizer, rewardkit.json and a "
+                       "model card, then reload and check the scores.")
+    x.add_argument("source", help="run directory, model directory or checkpoint (RUN/checkpoints/step-N)")
+    x.add_argument("out_dir", help="new output directory")
+    x.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    x.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (e.g. 500MB, 2GB)")
+    x.add_argument("--rewardkit-only", action="store_true", help="export a head transformers cannot compute "
+                   "(mean pooling, per-token, multi-attribute) for rewardkit.load_model / serve")
+    x.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", help="list the built-in offline models")
     m.set_defaults(func=cmd_models)

@@ -23,7 +23,8 @@ Precision = Literal["auto", "fp32", "bf16"]
 Scheduler = Literal["linear", "cosine", "constant"]
 PaddingSide = Literal["right", "left"]
 ModelKind = Literal["auto", "decoder", "encoder"]
-Pooling = Literal["auto", "last", "cls"]
+Pooling = Literal["auto", "last", "cls", "mean"]
+Head = Literal["scalar", "classifier", "per_token", "multi"]
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,8 @@ class SplitConfig:
     """First record (0-based) to use."""
     stop: int | None = None
     """One past the last record to use; null for the end of the file."""
+    adapter: Adapter | None = None
+    """Read this split with a named adapter (overrides `data.adapter`); null uses `data.adapter`."""
 
 
 @dataclass(kw_only=True)
@@ -51,6 +54,45 @@ class FieldsConfig:
     chosen: str = "chosen"
     rejected: str = "rejected"
     margin: str = "margin"
+    response: str = "response"
+    """Binary, scalar and multi-attribute records: the one response being judged."""
+    label: str = "label"
+    """Binary records: 1 (acceptable) or 0; see docs/data.md for the accepted spellings."""
+    score: str = "score"
+    """Scalar records: a number (higher is better)."""
+    annotator: str = "annotator"
+    """Scalar records: who gave the rating (optional; per-annotator normalisation needs it)."""
+    scores: str = "scores"
+    """Multi-attribute records: a mapping {attribute: number or null}."""
+    responses: str = "responses"
+    """Ranked records: the list of K responses to one prompt."""
+    ranks: str = "ranks"
+    """Ranked records: one integer per response, lower is better, equal ranks are ties."""
+    id: str = "id"
+    """Optional record id; when present it must be unique (a repeated id is an error naming both lines)."""
+    group: str = "group"
+    """Scalar records: optional item key; ratings that share a group (else a prompt) are compared when making
+    pairs (data.ratings.to_pairs)."""
+
+
+DataFormat = Literal["auto", "pairs", "binary", "scalar", "multi", "ranked"]
+Adapter = Literal["hh-rlhf", "oasst", "pandalm", "usr", "halueval"]
+
+
+@dataclass(kw_only=True)
+class RatingsConfig:
+    """Scalar ratings (``format: scalar``): per-annotator normalisation, and turning ratings into pairs."""
+
+    normalize: Literal["none", "annotator_zscore"] = "none"
+    """`annotator_zscore`: replace each rating by (rating - mean) / std of that annotator's ratings, so
+    annotators who use the scale differently (0.8 vs 0.7 from one, 0.6 vs 0.5 from another) agree."""
+    to_pairs: Literal["off", "same_annotator", "pooled"] = "off"
+    """Make preference pairs from ratings of several responses to the same prompt (or id): compare only
+    ratings from the same annotator, or pool all annotators (mean rating per response)."""
+    min_gap: float = 0.0
+    """Pairs need the better rating to exceed the worse by more than this (equal ratings never pair)."""
+    gap_as_margin: bool = False
+    """Use the rating gap as the pair's margin (for `bradley_terry` with a margin)."""
 
 
 @dataclass(kw_only=True)
@@ -62,6 +104,14 @@ class DataConfig:
     eval: SplitConfig | None = None
     """Held-out data, evaluated every `train.eval_every` steps and at the end."""
     fields: FieldsConfig = field(default_factory=FieldsConfig)
+    format: DataFormat = "auto"
+    """What one record holds: `pairs` {prompt?, chosen, rejected, margin?}, `binary` {prompt, response,
+    label}, `scalar` {prompt, response, score, annotator?}, `multi` {prompt, response, scores}, `ranked`
+    {prompt, responses, ranks}; `auto` detects it from the first record's keys (docs/data.md)."""
+    adapter: Adapter | None = None
+    """Read a public data set in its own layout: `hh-rlhf`, `oasst` (message trees), `pandalm` (votes),
+    `usr` (several raters and qualities), `halueval` (yes/no hallucination)."""
+    ratings: RatingsConfig = field(default_factory=RatingsConfig)
     max_length: int = 512
     """Maximum tokens per response sequence (prompt + response + score token)."""
     truncation: Truncation = "truncate_prompt_left"
@@ -95,7 +145,22 @@ class ModelConfig:
     kind: ModelKind = "auto"
     """`decoder` (causal LM) or `encoder` (BERT-like); `auto` reads it from the model config."""
     pooling: Pooling = "auto"
-    """Which hidden state feeds the head: `last` real token (decoders) or `cls` (encoders)."""
+    """Which hidden state feeds the head: `last` real token (decoders), `cls` (encoders), or `mean` over the
+    real tokens (masked; either kind: its head is a rewardkit layer saved beside the transformers weights)."""
+    head: Head = "scalar"
+    """`scalar`: 1 output; `classifier`: 2 outputs (reject, accept), see `reward_from`; `per_token`: 1 value
+    per token (decoders; for the `token_level_pairwise` loss; the score is the last real token's value);
+    `multi`: one output per `attributes` entry, combined into one reward by `weighting`. docs/recipes.md."""
+    reward_from: Literal["logit_diff", "probability"] = "logit_diff"
+    """Classifier head: the reward is the accept logit minus the reject logit (unbounded, ranks like a scalar
+    head) or the accept probability softmax(z)[1] (in [0, 1], saturates: poorer for ranking)."""
+    attributes: list[str] | None = None
+    """Multi-attribute head: the rated attribute names, in output order (e.g. [helpfulness, correctness])."""
+    weighting: Literal["mean", "fixed", "learned"] = "mean"
+    """Multi-attribute head: one reward from K outputs as their `mean`, a `fixed` weighted sum
+    (`attribute_weights`), or `learned` weights (softmax of K trainable logits, saved beside the model)."""
+    attribute_weights: list[float] | None = None
+    """Weights for `weighting: fixed`, one per attribute."""
     gguf_file: str | None = None
     """Load the weights from this GGUF file inside `name` (a directory)."""
     lora: LoraConfig | None = None
@@ -112,12 +177,24 @@ class ModelConfig:
 
 @dataclass(kw_only=True)
 class LossConfig:
-    name: Literal["bradley_terry", "log_exp"] = "bradley_terry"
-    """`bradley_terry`: -logsigmoid(r_c - r_r - margin); `log_exp`: log(1 + exp(r_r - r_c))."""
+    name: Literal["bradley_terry", "log_exp", "token_level_pairwise", "cross_entropy", "mse", "rmse", "ranking",
+                  "multi_attribute_mse"] = "bradley_terry"
+    """Pairs: `bradley_terry` -logsigmoid(r_c - r_r - margin), `log_exp` log(1 + exp(r_r - r_c)),
+    `token_level_pairwise` (head per_token); binary labels: `cross_entropy` (head classifier); scalar
+    ratings: `mse`, `rmse`; ranked lists: `ranking` (K-choose-2); multi: `multi_attribute_mse` (head multi).
+    Formulas and sources in rewardkit/losses.py; which data format each takes in docs/recipes.md."""
     margin: float = 0.0
     """Margin used for records without a margin field."""
     use_margin_field: bool = True
     """Read a per-example margin from the `fields.margin` column when the record has one."""
+    centering: float = 0.0
+    """Pairwise losses: add centering * mean((r_c + r_r)^2) (arXiv 2312.09244), pinning the reward's offset."""
+    l2: float = 0.0
+    """Add l2 * mean(r^2) over every score of the batch (keeps the scale of rewards small)."""
+    class_weights: list[float] | None = None
+    """`cross_entropy`: weight per class [reject, accept], e.g. [3.0, 1.0] when rejects are rare."""
+    ties: Literal["skip", "soft"] = "skip"
+    """`ranking`: tied responses are left out (`skip`) or count as a 50/50 outcome (`soft`)."""
 
 
 @dataclass(kw_only=True)
@@ -139,6 +216,18 @@ class TrainConfig:
     padding_side: PaddingSide = "right"
     group_by_length: bool = True
     """Batch pairs of similar length together (sorted within shuffled mega-batches): far less padding."""
+    packing: bool = False
+    """Padding-free rows: decoders put each prompt once and its responses as branches of a tree-shaped
+    causal mask (rewards and gradients equal the padded ones); encoders pack sequences block-diagonally.
+    Several pairs share a row of up to `pack_row_tokens` tokens."""
+    pack_row_tokens: int | None = None
+    """Row capacity in packed mode; null: as long as the batch's longest pair needs (cheapest attention)."""
+    attention: Literal["auto", "sdpa", "flex"] = "auto"
+    """Kernel for packed rows: `sdpa` with a boolean 4-D mask, `flex` (CUDA) with a block-sparse mask;
+    `auto` picks flex on CUDA when available, sdpa elsewhere."""
+    max_tokens_per_batch: int | None = None
+    """Fill each micro-batch up to this many tokens (padded: rows x longest row; packed: packed tokens)
+    instead of a fixed `batch_size` pairs. Single process only."""
     seed: int = 0
     eval_every: int | None = None
     """Evaluate every N optimizer steps (and always at the end)."""
@@ -146,6 +235,9 @@ class TrainConfig:
     save_every: int | None = None
     """Write a resumable checkpoint every N optimizer steps."""
     keep_last: int = 2
+    on_nonfinite: OnInvalid = "error"
+    """A NaN or infinite loss or gradient: stop with an error naming the step and the batch's examples, or
+    `skip` the micro-batch (no gradient from it; counted in summary.json under `nonfinite`)."""
     log_every: int = 10
     eval_zero_shot: bool = True
     """Evaluate the untrained model first, so the report shows what training added."""
@@ -280,7 +372,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data: dict = dict(base or {})
     if path is not None:
         with open(path, encoding="utf-8") as f:
-            loaded = yaml.safe_load(f)
+            try:
+                loaded = yaml.safe_load(f)
+            except yaml.YAMLError as e:
+                # the safe loader refuses !!python/... tags (they would run code); say so instead of a traceback
+                raise ConfigError(f"{path}: not a valid configuration ({' '.join(str(e).split())}); configs are "
+                                  "plain YAML: python tags and other custom tags are refused") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from itertools import islice
 
 from ..config import DataConfig, SplitConfig
+from .checks import unique_ids
 from .errors import DataError, SkipReport
+from .examples import format_of, load_examples  # noqa: F401  (typed examples of every format)
 from .formats import Pair, parse_pairs
 from .readers import read_records
 from .render import Renderer
@@ -34,11 +36,23 @@ class EncodedPair:
 def load_pairs(split: SplitConfig, data: DataConfig, report: SkipReport | None = None) -> list[Pair]:
     report = report if report is not None else SkipReport()
     records = read_records(split.path, data.on_invalid, report)
-    records = islice(records, split.start, split.stop)
+    records = unique_ids(islice(records, split.start, split.stop), data.fields.id, data.on_invalid, report)
+    skipped_before = report.total
     pairs = list(parse_pairs(records, data.fields, data.on_invalid, report))
     if not pairs:
-        raise DataError(split.path, None, None, "no usable pairs (the file or the row range is empty)", "empty")
+        raise DataError(split.path, None, None, empty_message(split, report, report.total - skipped_before), "empty")
     return pairs
+
+
+def empty_message(split: SplitConfig, report: SkipReport, skipped: int) -> str:
+    """Why a split yielded nothing, and what to do about it."""
+    if skipped:
+        return (f"no usable records: all {skipped} were invalid and skipped ({dict(report.skipped)}); fix them, or "
+                "run with data.on_invalid: error to stop at the first one")
+    if split.start or split.stop is not None:
+        return (f"no records in the row range [{split.start}, {split.stop}); check the split's start and stop "
+                "against the file's length")
+    return "the file holds no records; check the path, or that the file was fully written"
 
 
 def _response_chars(value) -> int:

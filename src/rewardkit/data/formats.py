@@ -7,13 +7,18 @@ Pairwise record layouts (field names are configurable, see :class:`rewardkit.con
   ``\\n\\nHuman: ... \\n\\nAssistant: ...``, or two message lists that share their first turns).
 
 Each of prompt/chosen/rejected is either text or chat messages ``[{"role": ..., "content": ...}]``.
+
+Binary (:class:`Labeled`), scalar (:class:`Rated`), multi-attribute (:class:`MultiRated`) and ranked
+(:class:`Ranked`) records are described further down and in docs/data.md.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from ..config import FieldsConfig
 from .errors import DataError, SkipReport
@@ -41,20 +46,20 @@ class Pair:
 
 def _messages(value: object, rec: Record, name: str) -> list[Message]:
     if not isinstance(value, list) or not value:
-        raise DataError(rec.source, rec.line, name, "expected a non-empty list of {role, content} messages",
-                        "wrong_type")
+        raise DataError(rec.source, rec.line, name, "expected a non-empty list of {role, content} messages; give "
+                        "text or at least one message", "wrong_type")
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise DataError(rec.source, rec.line, f"{name}[{i}]", "each message needs 'role' and 'content'",
-                            "bad_message")
+            raise DataError(rec.source, rec.line, f"{name}[{i}]", "each message needs 'role' and 'content'; write "
+                            "it as {\"role\": \"user\", \"content\": \"...\"}", "bad_message")
         role, content = m["role"], m["content"]
         if role not in ROLES:
             raise DataError(rec.source, rec.line, f"{name}[{i}].role", f"unknown role {role!r}; use one of "
                             f"{', '.join(ROLES)}", "unknown_role")
         if not isinstance(content, str):
             raise DataError(rec.source, rec.line, f"{name}[{i}].content", f"expected text, got "
-                            f"{type(content).__name__}", "wrong_type")
+                            f"{type(content).__name__}; put the message text in a string", "wrong_type")
         out.append({"role": role, "content": content})
     return out
 
@@ -69,19 +74,21 @@ def _text_or_messages(rec: Record, name: str, field_name: str) -> Text:
     if isinstance(value, list):
         return _messages(value, rec, field_name)
     raise DataError(rec.source, rec.line, field_name, f"expected text or a list of messages, got "
-                    f"{type(value).__name__}", "wrong_type")
+                    f"{type(value).__name__}; give a string or [{{role, content}}, ...]", "wrong_type")
 
 
 def _check_response(value: Text, rec: Record, field_name: str) -> None:
     if isinstance(value, str):
         if not value.strip():
-            raise DataError(rec.source, rec.line, field_name, "the response is empty", "empty_response")
+            raise DataError(rec.source, rec.line, field_name, "the response is empty or only whitespace; remove "
+                            "the record or fill in the response", "empty_response")
         return
     if value[-1]["role"] != "assistant":
-        raise DataError(rec.source, rec.line, field_name, "the conversation must end with an assistant turn",
-                        "no_final_assistant")
+        raise DataError(rec.source, rec.line, field_name, "the conversation must end with an assistant turn; "
+                        "the last message is the response being judged", "no_final_assistant")
     if not value[-1]["content"].strip():
-        raise DataError(rec.source, rec.line, field_name, "the final assistant turn is empty", "empty_response")
+        raise DataError(rec.source, rec.line, field_name, "the final assistant turn is empty; remove the record "
+                        "or fill in the response", "empty_response")
 
 
 def split_implicit_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -121,7 +128,7 @@ def parse_pair(rec: Record, fields: FieldsConfig) -> Pair:
     rejected = _text_or_messages(rec, "rejected", fields.rejected)
     if type(chosen) is not type(rejected):
         raise DataError(rec.source, rec.line, fields.rejected, "chosen and rejected must both be text or both "
-                        "be messages", "wrong_type")
+                        "be messages; convert one to the other's form", "wrong_type")
     if fields.prompt in rec.data and rec.data[fields.prompt] is not None:
         prompt = _text_or_messages(rec, "prompt", fields.prompt)
     else:
@@ -131,22 +138,23 @@ def parse_pair(rec: Record, fields: FieldsConfig) -> Pair:
             prompt, chosen, rejected = _split_messages(chosen, rejected)
     if isinstance(chosen, list) and chosen and chosen[0]["role"] != "assistant":
         raise DataError(rec.source, rec.line, fields.chosen, "the response messages must start with an assistant "
-                        "turn", "no_final_assistant")
+                        "turn; end both conversations with the assistant replies being compared", "no_final_assistant")
     _check_response(chosen, rec, fields.chosen)
     _check_response(rejected, rec, fields.rejected)
     if chosen == rejected:
         raise DataError(rec.source, rec.line, fields.rejected, "chosen and rejected are identical; the pair "
-                        "carries no preference", "identical_responses")
+                        "carries no preference, remove it", "identical_responses")
     margin = None
     raw_margin = rec.data.get(fields.margin)
     if raw_margin is not None and raw_margin != "":
         try:
             margin = float(raw_margin)
-        except (TypeError, ValueError):
-            raise DataError(rec.source, rec.line, fields.margin, f"expected a number, got {raw_margin!r}",
-                            "wrong_type") from None
+        except (TypeError, ValueError, OverflowError):
+            raise DataError(rec.source, rec.line, fields.margin, f"expected a number, got {raw_margin!r:.40}; "
+                            "write a plain number or leave it out", "wrong_type") from None
         if not math.isfinite(margin):
-            raise DataError(rec.source, rec.line, fields.margin, f"must be finite, got {margin}", "not_finite")
+            raise DataError(rec.source, rec.line, fields.margin, f"must be finite, got {margin}; write a plain "
+                            "number or leave it out", "not_finite")
     return Pair(prompt=prompt, chosen=chosen, rejected=rejected, margin=margin, where=rec.where)
 
 
@@ -155,6 +163,279 @@ def parse_pairs(records: Iterable[Record], fields: FieldsConfig, on_invalid: str
     for rec in records:
         try:
             yield parse_pair(rec, fields)
+        except DataError as err:
+            if on_invalid != "skip":
+                raise
+            if report is not None:
+                report.add(err)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One response judged on its own (binary, scalar, multi-attribute) and ranked lists.
+#
+#   binary  {"prompt", "response", "label"}                label: 1/0, true/false, "yes"/"no", "1"/"0"
+#   scalar  {"prompt", "response", "score", "annotator"?, "group"?}
+#   multi   {"prompt", "response", "scores": {name: number | null}}     null = not rated (masked)
+#   ranked  {"prompt", "responses": [...], "ranks": [int, ...]}         lower rank = better; ties allowed
+#
+# Text or chat messages everywhere. With messages, the prompt may be left out: the response field then holds
+# the whole conversation and the trailing assistant turns are the response (as implicit prompts in pairs).
+
+Format = Literal["pairs", "binary", "scalar", "multi", "ranked"]
+
+
+@dataclass(frozen=True)
+class Labeled:
+    """A response judged acceptable (``label == 1``) or not (``0``): the classification head's data."""
+
+    prompt: Text
+    response: Text
+    label: int
+    where: str
+
+
+@dataclass(frozen=True)
+class Rated:
+    """A response with a scalar rating (higher is better), optionally naming the annotator who gave it.
+
+    ``group`` names the item when ratings of several responses to it do not share the same prompt text.
+    """
+
+    prompt: Text
+    response: Text
+    score: float
+    annotator: str | None
+    where: str
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class MultiRated:
+    """A response rated on several attributes; ``None`` marks an attribute that was not rated (masked in the
+    loss, never read as zero)."""
+
+    prompt: Text
+    response: Text
+    scores: dict[str, float | None]
+    where: str
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """K responses to one prompt with their ranks: lower is better, equal ranks are ties."""
+
+    prompt: Text
+    responses: list[Text]
+    ranks: list[int]
+    where: str
+
+
+Example = Pair | Labeled | Rated | MultiRated | Ranked
+EXAMPLE_TYPES: dict[str, type] = {"pairs": Pair, "binary": Labeled, "scalar": Rated, "multi": MultiRated,
+                                  "ranked": Ranked}
+
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
+
+
+def _required_text(rec: Record, field_name: str, fmt: str) -> Text:
+    value = rec.data.get(field_name)
+    if value is None:
+        raise DataError(rec.source, rec.line, field_name, f"missing; a {fmt} record needs '{field_name}' (map other "
+                        "names with data.fields)", "missing_field")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return _messages(value, rec, field_name)
+    raise DataError(rec.source, rec.line, field_name, f"expected text or a list of messages, got "
+                    f"{type(value).__name__}", "wrong_type")
+
+
+def _split_final_turns(conv: list[Message]) -> tuple[list[Message], list[Message]]:
+    n = len(conv)
+    while n > 0 and conv[n - 1]["role"] == "assistant":
+        n -= 1
+    return conv[:n], conv[n:]
+
+
+def _prompt_and_response(rec: Record, fields: FieldsConfig, fmt: str) -> tuple[Text, Text]:
+    response = _required_text(rec, fields.response, fmt)
+    if rec.data.get(fields.prompt) is not None:
+        prompt = _required_text(rec, fields.prompt, fmt)
+    elif isinstance(response, list):
+        prompt, response = _split_final_turns(response)
+        if not prompt:
+            raise DataError(rec.source, rec.line, fields.response, "the conversation has no turn before the final "
+                            "assistant reply to use as the prompt", "missing_field")
+    else:
+        raise DataError(rec.source, rec.line, fields.prompt, f"missing; a {fmt} record with a text response needs "
+                        f"'{fields.prompt}' (or give the whole conversation as messages)", "missing_field")
+    _check_response_start(response, rec, fields.response)
+    _check_response(response, rec, fields.response)
+    return prompt, response
+
+
+def _check_response_start(value: Text, rec: Record, field_name: str) -> None:
+    if isinstance(value, list) and (not value or value[0]["role"] != "assistant"):
+        raise DataError(rec.source, rec.line, field_name, "the response messages must be assistant turns that end "
+                        "the conversation", "no_final_assistant")
+
+
+def _number(value: object, rec: Record, field_name: str) -> float:
+    if isinstance(value, bool) or value is None or value == "":
+        raise DataError(rec.source, rec.line, field_name, f"expected a number, got {value!r}; write a plain "
+                        "number", "wrong_type")
+    try:
+        x = float(value)  # CSV cells arrive as text
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(rec.source, rec.line, field_name, f"expected a number, got {value!r:.40}; write a plain "
+                        "number", "wrong_type") from None
+    if not math.isfinite(x):
+        raise DataError(rec.source, rec.line, field_name, f"must be finite, got {x}; write a plain number",
+                        "not_finite")
+    return x
+
+
+def parse_label(value: object, rec: Record, field_name: str) -> int:
+    """1 or 0. Accepted spellings: the integers 1/0 (or 1.0/0.0), JSON true/false, and the strings "1"/"0",
+    "true"/"false", "yes"/"no" in any case (CSV cells and yes/no labelled sets such as HaluEval)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _TRUE:
+            return 1
+        if low in _FALSE:
+            return 0
+    if value is None:
+        raise DataError(rec.source, rec.line, field_name, "missing; a binary record needs a label (1 = acceptable, "
+                        "0 = not)", "missing_field")
+    raise DataError(rec.source, rec.line, field_name, f"expected 1/0, true/false or yes/no, got {value!r:.40}; "
+                    "use 1 for acceptable and 0 for not", "bad_label")
+
+
+def parse_labeled(rec: Record, fields: FieldsConfig) -> Labeled:
+    prompt, response = _prompt_and_response(rec, fields, "binary")
+    label = parse_label(rec.data.get(fields.label), rec, fields.label)
+    return Labeled(prompt=prompt, response=response, label=label, where=rec.where)
+
+
+def _optional_str(rec: Record, field_name: str) -> str | None:
+    value = rec.data.get(field_name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(rec.source, rec.line, field_name, f"expected a name or number, got {type(value).__name__}",
+                        "wrong_type")
+    return str(value)
+
+
+def parse_rated(rec: Record, fields: FieldsConfig) -> Rated:
+    prompt, response = _prompt_and_response(rec, fields, "scalar")
+    if rec.data.get(fields.score) is None:
+        raise DataError(rec.source, rec.line, fields.score, "missing; a scalar record needs a numeric score",
+                        "missing_field")
+    score = _number(rec.data[fields.score], rec, fields.score)
+    return Rated(prompt=prompt, response=response, score=score, annotator=_optional_str(rec, fields.annotator),
+                 where=rec.where, group=_optional_str(rec, fields.group))
+
+
+def parse_multi_rated(rec: Record, fields: FieldsConfig) -> MultiRated:
+    prompt, response = _prompt_and_response(rec, fields, "multi")
+    raw = rec.data.get(fields.scores)
+    if isinstance(raw, str):  # a CSV cell holding a JSON object
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    if raw is None:
+        raise DataError(rec.source, rec.line, fields.scores, "missing; a multi record needs {attribute: score}",
+                        "missing_field")
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(rec.source, rec.line, fields.scores, "expected a non-empty mapping {attribute: number or "
+                        "null}", "wrong_type")
+    scores: dict[str, float | None] = {}
+    for name, value in raw.items():
+        scores[str(name)] = None if value is None else _number(value, rec, f"{fields.scores}.{name}")
+    if all(v is None for v in scores.values()):
+        raise DataError(rec.source, rec.line, fields.scores, "every attribute is null; nothing to learn from",
+                        "no_scores")
+    return MultiRated(prompt=prompt, response=response, scores=scores, where=rec.where)
+
+
+def parse_ranked(rec: Record, fields: FieldsConfig) -> Ranked:
+    prompt = _required_text(rec, fields.prompt, "ranked")
+    raw = rec.data.get(fields.responses)
+    if raw is None:
+        raise DataError(rec.source, rec.line, fields.responses, "missing; a ranked record needs a list of responses",
+                        "missing_field")
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise DataError(rec.source, rec.line, fields.responses, "expected a list of at least 2 responses; a "
+                        "single response has nothing to be ranked against", "too_few_responses")
+    responses: list[Text] = []
+    for i, value in enumerate(raw):
+        name = f"{fields.responses}[{i}]"
+        if isinstance(value, str):
+            responses.append(value)
+        elif isinstance(value, list):
+            responses.append(_messages(value, rec, name))
+            _check_response_start(responses[-1], rec, name)
+        else:
+            raise DataError(rec.source, rec.line, name, f"expected text or a list of messages, got "
+                            f"{type(value).__name__}", "wrong_type")
+        _check_response(responses[-1], rec, name)
+    ranks = rec.data.get(fields.ranks)
+    if ranks is None:
+        raise DataError(rec.source, rec.line, fields.ranks, "missing; a ranked record needs one rank per response "
+                        "(lower is better)", "missing_field")
+    if not isinstance(ranks, list) or len(ranks) != len(responses):
+        got = len(ranks) if isinstance(ranks, list) else type(ranks).__name__
+        raise DataError(rec.source, rec.line, fields.ranks, f"expected a list of {len(responses)} ranks (one per "
+                        f"response), got {got}; give each response exactly one rank", "rank_count")
+    for i, r in enumerate(ranks):
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise DataError(rec.source, rec.line, f"{fields.ranks}[{i}]", f"expected an integer >= 0, got "
+                            f"{r!r:.40}; rank 0 is the best response", "bad_rank")
+    if len(set(ranks)) == 1:
+        raise DataError(rec.source, rec.line, fields.ranks, "every response has the same rank; the list carries no "
+                        "preference", "all_tied")
+    return Ranked(prompt=prompt, responses=responses, ranks=list(ranks), where=rec.where)
+
+
+PARSERS = {"pairs": parse_pair, "binary": parse_labeled, "scalar": parse_rated, "multi": parse_multi_rated,
+           "ranked": parse_ranked}
+
+
+def detect_format(data: dict, fields: FieldsConfig) -> Format | None:
+    """The format a record's keys point to (``data.format: auto``), or None when nothing matches.
+
+    Checked in order: responses+ranks -> ranked; scores -> multi; label -> binary; score -> scalar;
+    chosen+rejected -> pairs.
+    """
+    keys = {k for k, v in data.items() if v is not None}
+    if fields.responses in keys and fields.ranks in keys:
+        return "ranked"
+    if fields.response in keys:
+        if fields.scores in keys:
+            return "multi"
+        if fields.label in keys:
+            return "binary"
+        if fields.score in keys:
+            return "scalar"
+    if fields.chosen in keys and fields.rejected in keys:
+        return "pairs"
+    return None
+
+
+def parse_examples(records: Iterable[Record], fmt: Format, fields: FieldsConfig, on_invalid: str = "error",
+                   report: SkipReport | None = None) -> Iterator[Example]:
+    """Validate each record as ``fmt``; invalid ones raise, or are skipped and counted in ``report``."""
+    parse = PARSERS[fmt]
+    for rec in records:
+        try:
+            yield parse(rec, fields)
         except DataError as err:
             if on_invalid != "skip":
                 raise

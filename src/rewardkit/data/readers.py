@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -76,13 +77,27 @@ def read_records(path: str, on_invalid: str = "error", report: SkipReport | None
     else:
         raise DataError(source, None, None, f"unsupported file type {kind!r}; use .jsonl, .json, .csv, .parquet "
                         "(optionally .gz) or a datasets.save_to_disk directory", "unsupported_file")
-    for item in reader:
+    for item in _guard_decoding(reader, source):
         if isinstance(item, DataError):
             if on_invalid == "skip":
                 report.add(item)
                 continue
             raise item
         yield item
+
+
+def _brief(err: Exception) -> str:
+    return str(err).split(";")[0][:120] or type(err).__name__
+
+
+def _guard_decoding(reader: Iterator[Record | DataError], source: str) -> Iterator[Record | DataError]:
+    """Turn a corrupt or truncated gzip stream into a :class:`DataError`: random bytes must never crash a run
+    with a bare ``zlib.error`` or ``EOFError`` from deep inside the reader."""
+    try:
+        yield from reader
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(source, None, None, f"not a readable gzip file ({e}); re-compress it with gzip or drop "
+                        "the .gz suffix", "invalid_gzip") from None
 
 
 def _read_jsonl(p: Path, source: str) -> Iterator[Record | DataError]:
@@ -102,9 +117,13 @@ def _read_jsonl(p: Path, source: str) -> Iterator[Record | DataError]:
                 yield DataError(source, lineno, None, f"invalid JSON ({e.msg} at column {e.colno}); each line must "
                                 "be one JSON object", "invalid_json")
                 continue
+            except (ValueError, RecursionError) as e:  # integers over 4300 digits, absurd nesting
+                yield DataError(source, lineno, None, f"unreadable JSON ({_brief(e)}); each line must be one JSON "
+                                "object of plain values", "invalid_json")
+                continue
             if not isinstance(obj, dict):
-                yield DataError(source, lineno, None, f"expected a JSON object, got {type(obj).__name__}",
-                                "not_an_object")
+                yield DataError(source, lineno, None, f"expected a JSON object, got {type(obj).__name__}; each "
+                                "line must be one object such as {\"prompt\": ..., \"chosen\": ...}", "not_an_object")
                 continue
             yield Record(obj, source, lineno)
 
@@ -118,8 +137,15 @@ def _read_json(p: Path, source: str) -> Iterator[Record | DataError]:
         raise DataError(source, None, None, f"not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
                         "invalid_utf8") from None
     except json.JSONDecodeError as e:
+        if e.msg == "Extra data" and raw.lstrip().startswith(b"{"):
+            # one object per line under a .json name (HaluEval ships its data so): read it as JSONL
+            yield from _read_jsonl(p, source)
+            return
         raise DataError(source, e.lineno, None, f"invalid JSON ({e.msg}); a .json file must hold one array of "
                         "objects (use .jsonl for one object per line)", "invalid_json") from None
+    except (ValueError, RecursionError) as e:  # integers over 4300 digits, absurd nesting
+        raise DataError(source, None, None, f"unreadable JSON ({_brief(e)}); a .json file must hold one array of "
+                        "objects of plain values", "invalid_json") from None
     if isinstance(obj, dict):
         # {"data": [...]} or a single split name holding the list
         lists = [v for v in obj.values() if isinstance(v, list)]
@@ -128,11 +154,12 @@ def _read_json(p: Path, source: str) -> Iterator[Record | DataError]:
         else:
             obj = [obj]
     if not isinstance(obj, list):
-        raise DataError(source, None, None, "expected a JSON array of objects", "not_an_array")
+        raise DataError(source, None, None, f"expected a JSON array of objects, got {type(obj).__name__}; put the "
+                        "records in a list, or use .jsonl with one object per line", "not_an_array")
     for i, item in enumerate(obj, start=1):
         if not isinstance(item, dict):
-            yield DataError(source, i, None, f"item {i} is a {type(item).__name__}, expected an object",
-                            "not_an_object")
+            yield DataError(source, i, None, f"item {i} is a {type(item).__name__}, expected an object; every "
+                            "item of the array must be one record", "not_an_object")
             continue
         yield Record(item, source, i)
 
@@ -146,24 +173,34 @@ def _read_csv(p: Path, source: str) -> Iterator[Record | DataError]:
         raise DataError(source, None, None, f"not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
                         "invalid_utf8") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
-    for row in reader:
-        lineno = reader.line_num
+    try:
+        header = reader.fieldnames or []
+        rows = [(row, reader.line_num) for row in reader]
+    except csv.Error as e:
+        raise DataError(source, reader.line_num + 1, None, f"unreadable CSV ({e}); check the quoting, or use JSONL for "
+                        "fields longer than 128 KiB", "invalid_csv") from None
+    for row, lineno in rows:
         if None in row:
             yield DataError(source, lineno, None, f"has {len(header) + len(row[None])} columns, the header has "
                             f"{len(header)}; quote fields that contain commas", "csv_columns")
             continue
         missing = [k for k, v in row.items() if v is None]
         if missing:
-            yield DataError(source, lineno, missing[0], "column is missing on this row", "missing_field")
+            yield DataError(source, lineno, missing[0], f"column is missing on this row (it has fewer than the "
+                            f"{len(header)} header columns); fill it in or remove the row", "missing_field")
             continue
         yield Record(dict(row), source, lineno)
 
 
 def _read_parquet(p: Path, source: str) -> Iterator[Record | DataError]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(p)
+    try:
+        table = pq.read_table(p)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(source, None, None, f"not a readable Parquet file ({e}); rewrite it with pyarrow or pandas",
+                        "invalid_parquet") from None
     for i, row in enumerate(table.to_pylist(), start=1):
         yield Record(row, source, i)
 

@@ -9,6 +9,7 @@ position ids counted over real tokens, so that neither the padding side nor ``pa
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..types import TokenBatch
 from .backbones import is_encoder_config, load_config, load_tokenizer, resolve_model
+from .heads import HeadExtras, HeadSpec, RewardOutput, combine, masked_mean, spec_from_config
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,13 @@ class ModelMeta:
     kind: str
     """`decoder` or `encoder`."""
     pooling: str
-    """`last` (decoders: the score token) or `cls` (encoders)."""
+    """`last` (decoders: the score token), `cls` (encoders) or `mean` (masked mean of every real token)."""
     head: str = "scalar"
+    """`scalar`, `classifier`, `per_token` or `multi` (see rewardkit/models/heads.py)."""
+    reward_from: str = "logit_diff"
+    attributes: list[str] | None = None
+    weighting: str = "mean"
+    attribute_weights: list[float] | None = None
     score_token: str = ""
     """The token appended at the end of every rendered response and read for the reward (decoders)."""
     score_token_id: int | None = None
@@ -60,12 +67,15 @@ class ModelMeta:
 
 
 class RewardModel(nn.Module):
-    """Backbone + pooling + scalar head. ``forward(batch) -> rewards [N]`` in fp32."""
+    """Backbone + pooling + head. ``forward(batch) -> rewards [N]`` in fp32; ``outputs(batch)`` gives the head's
+    logits (and per-token values) too, for the losses."""
 
-    def __init__(self, hf: nn.Module, kind: str):
+    def __init__(self, hf: nn.Module, kind: str, spec: HeadSpec | None = None):
         super().__init__()
         self.hf = hf
         self.kind = kind
+        self.spec = spec or HeadSpec(pooling="cls" if kind == "encoder" else "last")
+        self.extras = HeadExtras(self.spec)
 
     @property
     def transformer(self) -> nn.Module:
@@ -80,19 +90,42 @@ class RewardModel(nn.Module):
                 return getattr(tm, name)
         raise AttributeError(f"{type(tm).__name__} has no 'score' or 'classifier' head")
 
-    def forward(self, batch: TokenBatch) -> torch.Tensor:
-        if self.kind == "encoder":
-            kwargs = {"token_type_ids": batch.token_type_ids} if batch.token_type_ids is not None else {}
+    def forward(self, batch: TokenBatch, full: bool = False) -> torch.Tensor | RewardOutput:
+        """Rewards [N]; with ``full`` the whole :class:`RewardOutput` (through ``forward``, so DDP sees it)."""
+        out = self.outputs(batch)
+        return out if full else out.rewards
+
+    def outputs(self, batch: TokenBatch) -> RewardOutput:
+        if not isinstance(batch, TokenBatch):  # packed rows (rewardkit.data.packing.PackedBatch)
+            from .packed import packed_outputs
+
+            return packed_outputs(self, batch)
+        spec = self.spec
+        kwargs = {"token_type_ids": batch.token_type_ids} if batch.token_type_ids is not None else {}
+        if self.kind == "encoder" and spec.pooling == "cls":
             logits = self.transformer(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                      position_ids=batch.position_ids, **kwargs).logits
-            return logits[:, 0].float()
+                                      position_ids=batch.position_ids, **kwargs).logits.float()
+            return RewardOutput(combine(logits, spec, self.extras), logits)
         tm = self.transformer
+        if self.kind == "decoder":
+            kwargs["use_cache"] = False
         out = tm.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, use_cache=False)
+                            position_ids=batch.position_ids, **kwargs)
         hidden = out.last_hidden_state  # [N, L, H]
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        pooled = hidden[rows, batch.score_index]  # [N, H]: the score token of each row
-        return self._head()(pooled)[:, 0].float()
+        token_values = None
+        if spec.pooling == "mean":
+            pooled = masked_mean(hidden, batch.attention_mask)
+        elif spec.head == "per_token":
+            token_values = self._head()(hidden)[..., 0].float()  # [N, L]: every token's value
+        else:
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            pooled = hidden[rows, batch.score_index]  # [N, H]: the score token of each row
+        if token_values is not None:
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            logits = token_values[rows, batch.score_index][:, None]  # inference: the last real token's value
+        else:
+            logits = self._head()(pooled).float()
+        return RewardOutput(combine(logits, spec, self.extras), logits, token_values)
 
     # -- saving --------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, tokenizer, meta: ModelMeta) -> None:
@@ -108,6 +141,8 @@ class RewardModel(nn.Module):
                 raise FloatingPointError("refusing to save: the model has NaN or infinite weights")
         hf.save_pretrained(directory, safe_serialization=True)
         tokenizer.save_pretrained(directory)
+        self.extras.save(directory)
+        meta = dataclasses.replace(meta, **self.spec.to_meta())  # the read-out travels with the weights
         meta.save(directory)
 
 
@@ -132,16 +167,20 @@ def disable_dropout(config) -> None:
 
 
 def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
-    """Load the backbone for training with a fresh scalar head; returns (model, tokenizer, kind)."""
+    """Load the backbone for training with a fresh head (``cfg.head``); returns (model, tokenizer, kind)."""
     from transformers import AutoModelForSequenceClassification
 
     path, gguf = resolve_model(cfg.name, cfg.gguf_file)
     tokenizer = load_tokenizer(path, gguf, cfg.trust_remote_code)
-    config = load_config(path, gguf, cfg.trust_remote_code, num_labels=1)
+    config = load_config(path, gguf, cfg.trust_remote_code)
     kind = cfg.kind if cfg.kind != "auto" else ("encoder" if is_encoder_config(config) else "decoder")
+    spec = spec_from_config(cfg, kind)
+    config = load_config(path, gguf, cfg.trust_remote_code, num_labels=spec.num_labels)
     if not cfg.dropout:
         disable_dropout(config)
-    kwargs = {"config": config, "trust_remote_code": cfg.trust_remote_code, "dtype": torch.float32}
+    # a head of another size in the checkpoint (a 1-output reward model fine-tuned as a classifier) is replaced
+    kwargs = {"config": config, "trust_remote_code": cfg.trust_remote_code, "dtype": torch.float32,
+              "ignore_mismatched_sizes": spec.num_labels != 1}
     if gguf:
         kwargs["gguf_file"] = gguf
     torch.manual_seed(cfg.init_seed if cfg.init_seed is not None else seed)  # the new head's initialisation
@@ -151,7 +190,7 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora is not None:
         hf = apply_lora(hf, cfg.lora)
-    return RewardModel(hf, kind), tokenizer, kind
+    return RewardModel(hf, kind, spec), tokenizer, kind
 
 
 def apply_lora(hf, lora_cfg):
@@ -167,14 +206,16 @@ def apply_lora(hf, lora_cfg):
     return model
 
 
-def model_from_config(hf_config, kind: str, tokenizer) -> RewardModel:
+def model_from_config(hf_config, kind: str, tokenizer, spec: HeadSpec | None = None) -> RewardModel:
     """A randomly initialised reward model from a transformers config (tests and benchmarks)."""
     from transformers import AutoModelForSequenceClassification
 
-    hf_config.num_labels = 1
+    spec = spec or HeadSpec(pooling="cls" if kind == "encoder" else "last")
+    spec.validate(kind)
+    hf_config.num_labels = spec.num_labels
     hf = AutoModelForSequenceClassification.from_config(hf_config)
     _set_pad_token(tokenizer, hf, kind)
-    return RewardModel(hf, kind)
+    return RewardModel(hf, kind, spec)
 
 
 def load_reward_model(directory: str | Path, trust_remote_code: bool = False) -> tuple[RewardModel, object, ModelMeta]:
@@ -185,9 +226,19 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
     if not (directory / META_FILE).exists():
         raise FileNotFoundError(f"{directory}: no {META_FILE}; not a rewardkit model directory (a training run "
                                 "keeps its model in RUN/model)")
+    if not any(directory.glob("*.safetensors")):
+        pickled = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+        found = f" (it holds {', '.join(pickled)})" if pickled else ""
+        raise FileNotFoundError(f"{directory}: no .safetensors weights{found}; rewardkit loads weights from "
+                                "safetensors only, since pickle files can run code when loaded. If you trust the "
+                                "file, convert it once: model.save_pretrained(dir, safe_serialization=True)")
     meta = ModelMeta.load(directory)
     hf = AutoModelForSequenceClassification.from_pretrained(
         directory, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
     hf.eval()
     tokenizer = load_tokenizer(str(directory), None, trust_remote_code)
-    return RewardModel(hf, meta.kind), tokenizer, meta
+    spec = HeadSpec(head=meta.head, pooling=meta.pooling, reward_from=meta.reward_from, attributes=meta.attributes,
+                    weighting=meta.weighting, attribute_weights=meta.attribute_weights)
+    model = RewardModel(hf, meta.kind, spec)
+    model.extras.load(directory)  # weights plain transformers has no place for (learned attribute weights)
+    return model.eval(), tokenizer, meta

@@ -73,6 +73,9 @@ class Scorer:
         self.encoder = SequenceEncoder(tokenizer, meta.kind, meta.max_length, meta.truncation)
         if meta.score_token_id is not None:
             self.encoder.score_token_id = meta.score_token_id
+        # TRL logs each reward function under `__name__` (trl.trainer.utils.get_callable_name)
+        self.__name__ = "rewardkit"
+        self.normalize_rewards = False
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> Scorer:
@@ -93,6 +96,21 @@ class Scorer:
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         rewards = self.score_encoded([self.encode(p, r) for p, r in zip(prompts, responses, strict=True)])
         return self.normalize(rewards) if normalize else rewards
+
+    def __call__(self, prompts: Sequence[Text] | None = None, completions: Sequence[Text] | None = None,
+                 completion_ids=None, **kwargs) -> list[float]:
+        """Score as a TRL GRPO reward function.
+
+        TRL (``GRPOTrainer._calculate_rewards``, trl 1.16) calls ``reward_func(prompts=..., completions=...,
+        completion_ids=..., **dataset_columns, trainer_state=..., log_extra=..., log_metric=...)`` and reads
+        one float per completion. Prompts and completions are text, or message lists when the data set is
+        conversational (a completion is then ``[{"role": "assistant", "content": ...}]``). Extra keyword
+        arguments are accepted and ignored. Set ``scorer.normalize_rewards = True`` to return normalised
+        rewards (the model must have statistics).
+        """
+        if prompts is None or completions is None:
+            raise TypeError("a reward function is called with prompts=... and completions=...")
+        return self.score(list(prompts), list(completions), normalize=self.normalize_rewards)
 
     def normalize(self, rewards: list[float]) -> list[float]:
         norm = self.meta.normalization

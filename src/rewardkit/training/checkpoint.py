@@ -9,8 +9,10 @@ run killed mid-write never leaves a checkpoint that looks valid. Only the last `
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 MARKER = "COMPLETE"
+FAULT_ENV = "REWARDKIT_FAULT_PAUSE_CHECKPOINT"
 
 
 def _rng_state() -> dict:
@@ -37,6 +40,11 @@ def _set_rng_state(state: dict) -> None:
 
 def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scheduler, trainer_state: dict,
                     keep_last: int = 2) -> Path:
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        # a checkpoint of NaN weights would make --resume continue from garbage; keep the last good one
+        raise FloatingPointError(f"refusing to save checkpoint at step {step}: non-finite weights in {bad[0]}"
+                                 f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}")
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
@@ -44,6 +52,7 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, sc
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))
+    _fault_pause(step)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     rng = _rng_state()
@@ -57,6 +66,16 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, sc
     for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _fault_pause(step: int) -> None:
+    """Crash-test hook: ``REWARDKIT_FAULT_PAUSE_CHECKPOINT=STEP:SECONDS`` sleeps inside the write of that
+    step's checkpoint (weights written, marker not yet), so a test can kill the process mid-write."""
+    spec = os.environ.get(FAULT_ENV)
+    if spec:
+        at, seconds = spec.split(":")
+        if int(at) == step:
+            time.sleep(float(seconds))
 
 
 def list_checkpoints(root: Path) -> list[Path]:

@@ -22,16 +22,20 @@ import torch
 from .. import __version__
 from ..config import RunConfig, dump_config, load_config
 from ..data.collate import pair_batch
-from ..data.dataset import EncodedPair, encode_pairs, load_pairs
+from ..data.dataset import EncodedPair
 from ..data.errors import SkipReport
+from ..data.packing import budget_batches, packed_pair_batch, shuffled_batches
 from ..data.render import Renderer
 from ..data.tokenize import SequenceEncoder
-from ..eval.metrics import longer_wins_baseline, pairwise_metrics
+from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc, pairwise_metrics
 from ..losses import get_pairwise_loss
+from ..models.packed import select_attention
 from ..models.reward_model import ModelMeta, RewardModel, build_model
 from ..serve.scorer import Scorer, score_sequences
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
+from .tasks import PairTask, make_task
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,11 @@ def evaluate_pairs(model: RewardModel, pairs: list[EncodedPair], pad_id: int, de
     rewards = score_sequences(model, seqs, pad_id, device, max_tokens=batch_pairs * 2 * 512,
                               max_batch=batch_pairs * 2)
     n = len(pairs)
-    return pairwise_metrics(rewards[:n], rewards[n:])
+    m = pairwise_metrics(rewards[:n], rewards[n:])
+    if n:  # both O(n log n) on rewards already computed: cheap next to the forward passes
+        m["auc"] = pairwise_auc(rewards[:n], rewards[n:])
+        m["ece"] = pair_calibration(rewards[:n], rewards[n:])["ece"]
+    return m
 
 
 class _Logger:
@@ -147,12 +155,14 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     report = SkipReport()
     if cfg.data.train is None:
         raise ValueError("data.train is required for training")
-    train_pairs = encode_pairs(load_pairs(cfg.data.train, cfg.data, report), renderer, encoder)
+    task = make_task(cfg)  # data format + loss -> batching, loss and metrics (training/tasks.py)
+    pairwise = isinstance(task, PairTask) and task.in_trainer
+    train_pairs = task.encode(task.load(cfg.data.train, cfg.data, report), renderer, encoder)
     train_trunc = encoder.stats.summary()
     eval_pairs: list[EncodedPair] = []
     if cfg.data.eval is not None:
         encoder.stats.counts.clear()
-        eval_pairs = encode_pairs(load_pairs(cfg.data.eval, cfg.data, report), renderer, encoder)
+        eval_pairs = task.encode(task.load(cfg.data.eval, cfg.data, report), renderer, encoder)
     data_summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "invalid": report.summary(),
                     "train_truncation": train_trunc, "eval_truncation": encoder.stats.summary()}
     if main:
@@ -163,14 +173,25 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
         raise ValueError("no training pairs left after validation and the over-length policy")
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    lengths = [max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in train_pairs]
-    per_epoch = math.ceil(len(train_pairs) / (tc.batch_size * world))
+    lengths = [task.length(p) for p in train_pairs]
+    if (tc.packing or tc.max_tokens_per_batch) and (not pairwise or world > 1):
+        raise ValueError("train.packing and train.max_tokens_per_batch support pairwise losses on one process")
+    if tc.packing:
+        select_attention(model, tc.attention, device)
+    fixed_batches = (budget_batches(train_pairs, tc.max_tokens_per_batch, tc.packing, kind)
+                     if tc.max_tokens_per_batch else None)
+    per_epoch = len(fixed_batches) if fixed_batches else math.ceil(len(train_pairs) / (tc.batch_size * world))
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * per_epoch / tc.grad_accum))
     optimizer = build_optimizer(model, tc)
     scheduler = build_scheduler(optimizer, tc, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model: RewardModel = accelerator.unwrap_model(model)
-    loss_fn = get_pairwise_loss(cfg.loss.name)
+    loss_fn = get_pairwise_loss(cfg.loss.name) if pairwise else None
+
+    def evaluate() -> dict:
+        if isinstance(task, PairTask):
+            return evaluate_pairs(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
+        return task.evaluate(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
     pad_id = tokenizer.pad_token_id
     logger = _Logger(out, main, tc.tensorboard, append=resume)
 
@@ -183,10 +204,11 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
         state = load_checkpoint(found[-1], raw_model, optimizer, scheduler)
         log.info("resumed from %s at step %d", found[-1], state["step"])
 
-    baseline = longer_wins_baseline([p.chosen_chars for p in eval_pairs], [p.rejected_chars for p in eval_pairs])
+    baseline = (longer_wins_baseline([p.chosen_chars for p in eval_pairs], [p.rejected_chars for p in eval_pairs])
+                if isinstance(task, PairTask) else None)
     zero_shot = state.get("zero_shot")
     if eval_pairs and tc.eval_zero_shot and zero_shot is None:
-        zero_shot = evaluate_pairs(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
+        zero_shot = evaluate()
         state["zero_shot"] = zero_shot
         logger.write(0, "eval_zero_shot", zero_shot)
 
@@ -194,53 +216,75 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     model.train()
     seen_pairs, t0, loss_acc = 0, time.time(), []
     batches_cache: dict[int, list[list[int]]] = {}
+    guard = NonFiniteGuard.from_state(tc.on_nonfinite, state.get("nonfinite"))
+    step_sources: list[str] = []
     while state["step"] < total_steps:
         epoch, index = divmod(state["micro_batch"], per_epoch)
         if epoch not in batches_cache:
-            batches_cache = {epoch: epoch_batches(lengths, tc.batch_size, tc.seed, epoch, rank, world,
-                                                   tc.group_by_length)}
+            batches_cache = {epoch: shuffled_batches(fixed_batches, tc.seed, epoch) if fixed_batches else
+                             epoch_batches(lengths, tc.batch_size, tc.seed, epoch, rank, world, tc.group_by_length)}
         idx = batches_cache[epoch][index]
         chunk = [train_pairs[i] for i in idx]
-        margin_default = cfg.loss.margin
-        margins = [p.margin if (p.margin is not None and cfg.loss.use_margin_field) else margin_default
-                   for p in chunk]
-        batch = pair_batch([p.chosen for p in chunk], [p.rejected for p in chunk], margins, pad_id,
-                           padding_side).to(device)
+        if pairwise:
+            margin_default = cfg.loss.margin
+            margins = [p.margin if (p.margin is not None and cfg.loss.use_margin_field) else margin_default
+                       for p in chunk]
+            if tc.packing:  # prompt once, responses as branches; same rewards (data/packing.py)
+                batch = packed_pair_batch([p.chosen for p in chunk], [p.rejected for p in chunk], margins, kind,
+                                          pad_id, tc.pack_row_tokens).to(device)
+            else:
+                batch = pair_batch([p.chosen for p in chunk], [p.rejected for p in chunk], margins, pad_id,
+                                   padding_side).to(device)
+        else:
+            batch = task.collate(chunk, pad_id, padding_side).to(device)
         sync = (state["micro_batch"] + 1) % tc.grad_accum == 0
         with accelerator.no_sync(model) if not sync and world > 1 else contextlib.nullcontext():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                rewards = model(batch.tokens)
-            b = batch.num_pairs
-            rewards = rewards.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
-            has_margin = any(m != 0 for m in margins)
-            loss = loss_fn(rewards[:b], rewards[b:], batch.margin if has_margin else None)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at step {state['step'] + 1}, micro-batch "
-                                         f"{state['micro_batch']}; examples: {', '.join(p.where for p in chunk)}")
-            accelerator.backward(loss / tc.grad_accum)
-        loss_acc.append(loss.item())
+                rewards = model(batch.tokens, full=not pairwise)
+            if pairwise:
+                b = batch.num_pairs
+                rewards = rewards.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
+                has_margin = any(m != 0 for m in margins)
+                loss = loss_fn(rewards[:b], rewards[b:], batch.margin if has_margin else None)
+                if cfg.loss.centering or cfg.loss.l2:
+                    loss = loss + task.pair_regularizers(rewards[:b], rewards[b:])
+            else:
+                b = len(chunk)
+                loss = task.loss(rewards, batch)  # rewards: the full RewardOutput here; fp32 inside
+            sources = [p.where for p in chunk]
+            loss_ok = guard.ok(loss, "loss", state["step"] + 1, state["micro_batch"], sources, accelerator)
+            if loss_ok:
+                accelerator.backward(loss / tc.grad_accum)
+                step_sources += sources
+        if loss_ok:
+            loss_acc.append(loss.item())
         seen_pairs += b * world
         state["micro_batch"] += 1
         if not sync:
             continue
         if tc.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
+            norm = accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
+            if not guard.ok(torch.as_tensor(norm), "gradient norm", state["step"] + 1, state["micro_batch"] - 1,
+                            step_sources, accelerator):
+                optimizer.zero_grad(set_to_none=True)  # no update from this step's batches
+        step_sources = []
+        state["nonfinite"] = guard.state()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] += 1
         step = state["step"]
         rate = seen_pairs / max(time.time() - t0, 1e-9)
-        mean_loss = sum(loss_acc) / len(loss_acc)
-        bar.set_postfix(loss=f"{mean_loss:.4f}", pairs_s=f"{rate:.1f}")
+        mean_loss = sum(loss_acc) / len(loss_acc) if loss_acc else None  # None: every batch was skipped
+        bar.set_postfix(loss=f"{mean_loss:.4f}" if loss_acc else "skipped", pairs_s=f"{rate:.1f}")
         bar.update(1)
         if step % tc.log_every == 0 or step == total_steps:
             logger.write(step, "train", {"loss": mean_loss, "lr": scheduler.get_last_lr()[0], "pairs_per_s": rate})
             loss_acc = []
         if eval_pairs and tc.eval_every and step % tc.eval_every == 0 and step != total_steps:
-            m = evaluate_pairs(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
+            m = evaluate()
             logger.write(step, "eval", m)
-            bar.write(f"step {step}: eval accuracy {m['accuracy']:.4f} loss {m['loss']:.4f}")
+            bar.write(f"step {step}: eval {task.primary} {m.get(task.primary)} loss {m.get('loss')}")
         if tc.save_every and step % tc.save_every == 0 and step != total_steps:
             accelerator.wait_for_everyone()
             if main:
@@ -248,7 +292,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     bar.close()
     train_seconds = time.time() - t0
 
-    final = evaluate_pairs(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size) if eval_pairs else {}
+    final = evaluate() if eval_pairs else {}
     if final:
         logger.write(state["step"], "eval", final)
     meta = ModelMeta(kind=kind, pooling="cls" if kind == "encoder" else "last",
@@ -261,7 +305,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
                      training={"steps": state["step"], "loss": cfg.loss.name, "eval": final})
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
                "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
-               "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32"}
+               "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32",
+               "nonfinite": guard.state()}
     accelerator.wait_for_everyone()
     if main:
         raw_model.save_pretrained(out / "model", tokenizer, meta)

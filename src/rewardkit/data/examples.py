@@ -1,0 +1,97 @@
+"""Load a split into typed examples of any format: read -> (adapter) -> detect format -> validate -> ratings.
+
+:func:`load_examples` is what training and ``rewardkit data inspect`` call; it returns :class:`Pair`,
+:class:`Labeled`, :class:`Rated`, :class:`MultiRated` or :class:`Ranked` examples (one kind per split), with
+every skipped record counted in the :class:`SkipReport`. With ``data.ratings.to_pairs`` scalar ratings come
+back as :class:`Pair` examples, so the pairwise losses train on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from itertools import chain, islice
+
+from ..config import DataConfig, RatingsConfig, SplitConfig
+from .adapters import get_adapter
+from .checks import unique_ids
+from .errors import DataError, SkipReport
+from .formats import EXAMPLE_TYPES, Example, Format, Rated, detect_format, parse_examples
+from .ratings import ratings_to_pairs, zscore_per_annotator
+from .readers import Record, read_records
+
+log = logging.getLogger(__name__)
+
+
+def format_of(example: Example) -> Format:
+    """The format name of a typed example (``pairs``, ``binary``, ``scalar``, ``multi`` or ``ranked``)."""
+    for name, cls in EXAMPLE_TYPES.items():
+        if isinstance(example, cls):
+            return name  # type: ignore[return-value]
+    raise TypeError(f"not a rewardkit example: {type(example).__name__}")
+
+
+def _detect(records: Iterator[Record], data: DataConfig, source: str) -> tuple[Format, Iterator[Record]]:
+    first = next(records, None)
+    if first is None:
+        raise DataError(source, None, None, "no records (the file or the row range is empty)", "empty")
+    fmt = detect_format(first.data, data.fields)
+    if fmt is None:
+        keys = ", ".join(sorted(first.data)[:12])
+        raise DataError(first.source, first.line, None, f"cannot tell the format from the keys ({keys}); set "
+                        "data.format, map field names with data.fields, or pick a data.adapter", "unknown_format")
+    log.info("%s: detected format %r from the first record", source, fmt)
+    return fmt, chain([first], records)
+
+
+def read_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
+                  records: Iterable[Record] | None = None) -> tuple[Format, list[Example]]:
+    """Read and validate a split without the ratings post-processing; returns (format, examples).
+
+    ``records`` replaces reading ``split.path`` (the row range still applies), e.g. to count raw records.
+    """
+    if records is None:
+        records = read_records(split.path, data.on_invalid, report)
+    records = islice(records, split.start, split.stop)
+    adapter_name = split.adapter or data.adapter
+    if adapter_name is not None:
+        adapter = get_adapter(adapter_name)
+        fmt = adapter.resolve_format(data.format)
+        return fmt, list(adapter.examples(records, fmt, data.fields, data.on_invalid, report))
+    # a repeated record id is an error (or a counted skip), as for pairs read by load_pairs
+    records = unique_ids(records, data.fields.id, data.on_invalid, report)
+    if data.format == "auto":
+        fmt, records = _detect(records, data, split.path)
+    else:
+        fmt = data.format  # type: ignore[assignment]
+    return fmt, list(parse_examples(records, fmt, data.fields, data.on_invalid, report))
+
+
+def apply_ratings(examples: list[Example], cfg: RatingsConfig) -> list[Example]:
+    """Per-annotator z-scores and ratings -> pairs, as configured; other formats pass through unchanged."""
+    if not examples or not isinstance(examples[0], Rated):
+        if cfg.normalize != "none" or cfg.to_pairs != "off":
+            log.warning("data.ratings applies to scalar ratings only; ignored for this data")
+        return examples
+    rated: list[Rated] = examples  # type: ignore[assignment]
+    if cfg.normalize == "annotator_zscore":
+        if all(r.annotator is None for r in rated):
+            log.warning("data.ratings.normalize: no record names an annotator; all ratings form one group")
+        rated = zscore_per_annotator(rated)
+    if cfg.to_pairs != "off":
+        pairs = ratings_to_pairs(rated, cfg.to_pairs, cfg.min_gap, cfg.gap_as_margin)
+        log.info("made %d preference pairs from %d ratings (%s, min gap %g)", len(pairs), len(rated), cfg.to_pairs,
+                 cfg.min_gap)
+        return list(pairs)
+    return list(rated)
+
+
+def load_examples(split: SplitConfig, data: DataConfig, report: SkipReport | None = None) -> list[Example]:
+    """Every usable example of ``split`` as typed examples; raises when none is left."""
+    report = report if report is not None else SkipReport()
+    _, examples = read_examples(split, data, report)
+    examples = apply_ratings(examples, data.ratings)
+    if not examples:
+        raise DataError(split.path, None, None, "no usable examples (the file or the row range is empty, every "
+                        f"record was skipped: {dict(report.skipped)})", "empty")
+    return examples

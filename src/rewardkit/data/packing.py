@@ -1,0 +1,293 @@
+"""Padding-free rows: each group's shared prompt once, its responses as branches, several groups per row.
+
+A *group* is the set of sequences scored together (chosen and rejected of a pair, or the K responses of a
+ranked list). For causal decoders a row holds, per group::
+
+    [ shared prefix | branch 1 | branch 2 | ... ]   then the next group, then padding up to the row length
+
+A branch sees the shared prefix and itself, never a sibling; its position ids continue from the prefix's end,
+so every token sees exactly the tokens and positions it sees in its own padded row: rewards and gradients are
+the padded computation's, with the prompt computed once. Groups never see each other (block-diagonal).
+
+The shared prefix is the common prefix of the group's *already encoded* token ids, not the tokenized prompt:
+the padded path tokenizes prompt + response as one text and BPE may merge tokens across the boundary, so
+only the common ids are guaranteed identical. It is capped so that every branch keeps at least its score token.
+
+Encoders attend both ways, so they cannot share a prefix: each sequence is its own block (``branch`` 0),
+position ids restart at 0, token type ids are kept.
+
+The attention pattern travels as two small integer maps per row (``group_ids``, ``branch_ids``); the model
+turns them into a boolean 4-D mask (SDPA), an additive one (eager) or a flex-attention block mask (CUDA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import torch
+
+from .tokenize import Encoded
+
+PackKind = Literal["decoder", "encoder"]
+
+
+@dataclass
+class PackedBatch:
+    """R packed rows of L tokens; M scored sequences. Pad tokens have ``group_ids == -1``."""
+
+    input_ids: torch.Tensor  # [R, L] long
+    position_ids: torch.Tensor  # [R, L] long: per sequence, as in its own padded row
+    group_ids: torch.Tensor  # [R, L] long: group index within the row, -1 on padding
+    branch_ids: torch.Tensor  # [R, L] long: 0 on a shared prefix (and all encoder tokens), k >= 1 on branch k
+    score_row: torch.Tensor  # [M] long: row of each scored sequence's score token
+    score_col: torch.Tensor  # [M] long: column of it
+    token_col: torch.Tensor  # [M, W] long: columns (in row score_row) of each sequence's tokens, in order
+    token_mask: torch.Tensor  # [M, W] long: 1 on real tokens (right-padded, like a padded batch's mask)
+    causal: bool
+    """True for decoders (tree-shaped causal mask), False for encoders (block-diagonal, both ways)."""
+    token_type_ids: torch.Tensor | None = None  # [R, L] long (encoders)
+
+    def to(self, device: torch.device | str) -> PackedBatch:
+        return PackedBatch(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                              for f in fields(self)})
+
+    @property
+    def num_tokens(self) -> int:
+        """Real (non-pad) tokens: what the model actually has to compute."""
+        return int((self.group_ids >= 0).sum())
+
+    @property
+    def num_slots(self) -> int:
+        """Tokens computed including padding (R x L)."""
+        return int(self.input_ids.numel())
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One group laid out as a contiguous segment: token ids, positions, branch ids, score offsets."""
+
+    ids: list[int]
+    pos: list[int]
+    branch: list[int]
+    types: list[int] | None
+    score_offsets: list[int]  # per member, in member order
+    member_cols: list[list[int]]  # per member, the segment columns of its tokens in sequence order
+
+
+def shared_prefix_length(seqs: Sequence[Encoded]) -> int:
+    """Common leading token ids of all sequences, capped so each keeps at least its score token unshared."""
+    first = seqs[0].input_ids
+    n = min(len(s.input_ids) for s in seqs)
+    n = min(n, min(s.score_index for s in seqs))
+    for i in range(n):
+        if any(s.input_ids[i] != first[i] for s in seqs[1:]):
+            return i
+    return n
+
+
+def _layout_decoder(seqs: Sequence[Encoded]) -> _Group:
+    p = shared_prefix_length(seqs) if len(seqs) > 1 else 0
+    ids, pos, branch = list(seqs[0].input_ids[:p]), list(range(p)), [0] * p
+    offsets, cols = [], []
+    for k, s in enumerate(seqs, start=1):
+        start = len(ids) - p  # the segment offset of token p of this sequence
+        tail = s.input_ids[p:]
+        cols.append(list(range(p)) + list(range(len(ids), len(ids) + len(tail))))
+        ids += tail
+        pos += range(p, p + len(tail))
+        branch += [k] * len(tail)
+        offsets.append(start + s.score_index)
+    return _Group(ids, pos, branch, None, offsets, cols)
+
+
+def _layout_encoder(seqs: Sequence[Encoded]) -> list[_Group]:
+    return [_Group(list(s.input_ids), list(range(len(s.input_ids))), [0] * len(s.input_ids),
+                   list(s.token_type_ids) if s.token_type_ids is not None else None, [s.score_index],
+                   [list(range(len(s.input_ids)))])
+            for s in seqs]
+
+
+def group_tokens(seqs: Sequence[Encoded], kind: PackKind) -> int:
+    """Tokens a group occupies once packed (for token budgets and row planning)."""
+    if kind == "encoder":
+        return sum(len(s.input_ids) for s in seqs)
+    return len(_layout_decoder(seqs).ids)
+
+
+def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
+    """First-fit decreasing: segment indices per row. A segment longer than ``capacity`` gets its own row."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(capacity - lengths[i])
+    return rows
+
+
+def pack_groups(groups: Sequence[Sequence[Encoded]], kind: PackKind, pad_id: int,
+                row_tokens: int | None = None) -> PackedBatch:
+    """Pack groups of sequences into rows; scores come out group-major (g0m0, g0m1, ..., g1m0, ...).
+
+    ``row_tokens`` is the row capacity; None (or a value below the longest segment) uses the longest
+    segment, so no row is longer than the longest group needs and attention stays as cheap as possible.
+    """
+    if not groups:
+        raise ValueError("pack_groups needs at least one group")
+    segments: list[_Group] = []
+    owners: list[tuple[int, int]] = []  # (first score slot, members) per segment
+    slot = 0
+    for g in groups:
+        if kind == "decoder":
+            segments.append(_layout_decoder(g))
+            owners.append((slot, len(g)))
+        else:
+            for seg in _layout_encoder(g):
+                segments.append(seg)
+                owners.append((slot, 1))
+                slot += 1
+            continue
+        slot += len(g)
+    lengths = [len(s.ids) for s in segments]
+    capacity = max(row_tokens or 0, max(lengths))
+    rows = _first_fit(lengths, capacity)
+    width = max(sum(lengths[i] for i in r) for r in rows)
+    n_rows = len(rows)
+    ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((n_rows, width), dtype=torch.long)
+    grp = torch.full((n_rows, width), -1, dtype=torch.long)
+    br = torch.zeros((n_rows, width), dtype=torch.long)
+    has_types = segments[0].types is not None
+    types = torch.zeros((n_rows, width), dtype=torch.long) if has_types else None
+    score_row = torch.empty(slot, dtype=torch.long)
+    score_col = torch.empty(slot, dtype=torch.long)
+    seq_width = max(len(c) for s in segments for c in s.member_cols)
+    token_col = torch.zeros((slot, seq_width), dtype=torch.long)
+    token_mask = torch.zeros((slot, seq_width), dtype=torch.long)
+    for r, members in enumerate(rows):
+        col = 0
+        for j, i in enumerate(sorted(members)):  # keep the input order inside a row (deterministic layout)
+            s, n = segments[i], lengths[i]
+            ids[r, col:col + n] = torch.tensor(s.ids)
+            pos[r, col:col + n] = torch.tensor(s.pos)
+            grp[r, col:col + n] = j
+            br[r, col:col + n] = torch.tensor(s.branch)
+            if has_types:
+                types[r, col:col + n] = torch.tensor(s.types)
+            first, _ = owners[i]
+            for m, off in enumerate(s.score_offsets):
+                score_row[first + m] = r
+                score_col[first + m] = col + off
+                member = s.member_cols[m]
+                token_col[first + m, :len(member)] = col + torch.tensor(member)
+                token_mask[first + m, :len(member)] = 1
+            col += n
+    return PackedBatch(ids, pos, grp, br, score_row, score_col, token_col, token_mask, causal=kind == "decoder",
+                       token_type_ids=types)
+
+
+def pack_pairs(chosen: Sequence[Encoded], rejected: Sequence[Encoded], kind: PackKind, pad_id: int,
+               row_tokens: int | None = None) -> PackedBatch:
+    """Pairs as two-member groups, scores reordered like :class:`~rewardkit.types.PairBatch`: all chosen
+    first, then all rejected, so the same loss code reads ``rewards[:B]`` and ``rewards[B:]``."""
+    packed = pack_groups(list(zip(chosen, rejected, strict=True)), kind, pad_id, row_tokens)
+    b = len(chosen)
+    order = torch.cat([torch.arange(0, 2 * b, 2), torch.arange(1, 2 * b, 2)])
+    packed.score_row, packed.score_col = packed.score_row[order], packed.score_col[order]
+    packed.token_col, packed.token_mask = packed.token_col[order], packed.token_mask[order]
+    return packed
+
+
+def attention_allowed(group_ids: torch.Tensor, branch_ids: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Boolean [R, 1, L, L] mask, True where query i may attend to key j.
+
+    Same group; for decoders also j <= i and (j on the shared prefix or on i's own branch). Padding
+    attends only to itself so no softmax row is empty (an empty row gives NaN, and NaN * 0 gradient is NaN).
+    """
+    g_q, g_k = group_ids[:, :, None], group_ids[:, None, :]
+    allowed = (g_q == g_k) & (g_k >= 0)
+    if causal:
+        n = group_ids.shape[1]
+        idx = torch.arange(n, device=group_ids.device)
+        allowed &= idx[None, :, None] >= idx[None, None, :]
+        b_q, b_k = branch_ids[:, :, None], branch_ids[:, None, :]
+        allowed &= (b_k == 0) | (b_k == b_q)
+    allowed |= torch.eye(group_ids.shape[1], dtype=torch.bool, device=group_ids.device)[None] & (g_q < 0)
+    return allowed[:, None]
+
+
+def token_budget_batches(costs: list[int], max_tokens: int, order: list[int]) -> list[list[int]]:
+    """Cut ``order`` (already length-grouped) into batches whose cost stays within ``max_tokens``.
+
+    ``costs[i]`` is what example i adds to a batch: its packed tokens (padded batches cost rows x the widest
+    row instead: :func:`padded_budget_batches`). An example costlier than the budget gets a batch of its own.
+    """
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    used = 0
+    for i in order:
+        if cur and used + costs[i] > max_tokens:
+            batches.append(cur)
+            cur, used = [], 0
+        cur.append(i)
+        used += costs[i]
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def padded_budget_batches(widths: list[int], rows_per_example: int, max_tokens: int,
+                          order: list[int]) -> list[list[int]]:
+    """Like :func:`token_budget_batches` for padded batches: cost = rows x the widest example so far."""
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    widest = 0
+    for i in order:
+        w = max(widest, widths[i])
+        if cur and (len(cur) + 1) * rows_per_example * w > max_tokens:
+            batches.append(cur)
+            cur, w = [], widths[i]
+        cur.append(i)
+        widest = w
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def packed_pair_batch(chosen: Sequence[Encoded], rejected: Sequence[Encoded], margins: Sequence[float],
+                      kind: PackKind, pad_id: int, row_tokens: int | None = None):
+    """A :class:`~rewardkit.types.PairBatch` whose ``tokens`` are packed rows: ``model(batch.tokens)`` gives
+    the same [2B] rewards (chosen, then rejected) as the padded batch, so the loss code does not change."""
+    from ..types import PairBatch
+
+    return PairBatch(pack_pairs(chosen, rejected, kind, pad_id, row_tokens),
+                     torch.tensor(list(margins), dtype=torch.float32))
+
+
+def budget_batches(pairs: Sequence, max_tokens: int, packed: bool, kind: PackKind) -> list[list[int]]:
+    """Pair indices cut into micro-batches of at most ``max_tokens`` computed tokens.
+
+    Pairs are sorted by length over the whole set (so the batches, and their number, are the same every
+    epoch; :func:`shuffled_batches` changes their order per epoch). Packed: the pair's packed tokens
+    (prompt once); padded: 2 rows x the widest sequence of the batch.
+    """
+    if packed:
+        costs = [group_tokens([p.chosen, p.rejected], kind) for p in pairs]
+        order = sorted(range(len(pairs)), key=lambda i: -costs[i])
+        return token_budget_batches(costs, max_tokens, order)
+    widths = [max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: -widths[i])
+    return padded_budget_batches(widths, 2, max_tokens, order)
+
+
+def shuffled_batches(batches: list[list[int]], seed: int, epoch: int) -> list[list[int]]:
+    """The fixed token-budget batches in a seeded order for this epoch (the same on every rerun)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]

@@ -1,0 +1,254 @@
+"""`rewardkit export`: a run, model directory or training checkpoint -> a self-contained transformers directory.
+
+The exported directory is what a consumer (plain transformers, TRL, OpenRLHF, a server) loads without
+rewardkit: LoRA merged into the base (the trained head included), weights cast to one dtype in safetensors
+shards, a tokenizer that appends the score token by itself (``export/tokenizer.py``), ``rewardkit.json`` and
+a model card. Export then reloads the result both ways, rewardkit and plain transformers, and checks that
+they agree with each other and with the source model, so a silent mismatch cannot ship.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+import torch
+
+from ..data.render import Renderer
+from ..models.reward_model import META_FILE, ModelMeta, RewardModel, load_reward_model
+from .card import write_card
+from .tokenizer import prepare_tokenizer
+
+log = logging.getLogger(__name__)
+
+Dtype = Literal["float32", "bfloat16", "float16"]
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# heads and poolings that a transformers *ForSequenceClassification class computes as rewardkit does
+TRANSFORMERS_HEADS = {("decoder", "last", "scalar"), ("encoder", "cls", "scalar")}
+# rewardkit(exported) vs rewardkit(source): fp32 must agree up to kernel noise; a bf16/fp16 cast changes scores
+# by an amount that depends on the model, so it is measured and written in the card, and only NaN/inf fail
+FIDELITY_TOL = {"float32": 1e-4, "bfloat16": math.inf, "float16": math.inf}
+INTEROP_TOL = 1e-4
+
+PROBE_TEXT = [
+    ("\n\nHuman: How do I make tea?\n\nAssistant:", " Boil water, steep the leaves for three minutes."),
+    ("\n\nHuman: What is 2+2?\n\nAssistant:", " 4."),
+    ("Question: name a colour.\nAnswer:", " Blue"),
+]
+PROBE_CHAT = [
+    ([{"role": "user", "content": "How do I make tea?"}],
+     [{"role": "assistant", "content": "Boil water, then steep the leaves for three minutes."}]),
+    ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
+     [{"role": "assistant", "content": "4"}]),
+]
+
+
+class ExportError(ValueError):
+    """The source cannot be exported as asked (unknown layout, head transformers cannot express, mismatch)."""
+
+
+@dataclass
+class Source:
+    """What export reads: the reward model, its tokenizer and metadata, and the run around it (if any)."""
+
+    model: RewardModel
+    tokenizer: object
+    meta: ModelMeta
+    kind: Literal["model", "run", "checkpoint"]
+    path: Path
+    run_dir: Path | None
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    dtype: str
+    transformers_compatible: bool
+    checks: dict = field(default_factory=dict)
+    """{"interop_max_abs_diff", "fidelity_max_abs_diff", "probes", "chat_probes"}: the reload check."""
+
+
+# -- reading the source -----------------------------------------------------------------------------------------
+def load_source(path: str | Path) -> Source:
+    """Accept ``RUN``, ``RUN/model`` (or any rewardkit model directory) or ``RUN/checkpoints/step-N``."""
+    p = Path(path)
+    if (p / META_FILE).exists():
+        model, tok, meta = load_reward_model(p)
+        run = p.parent if (p.parent / "config.yaml").exists() else None
+        return Source(model, tok, meta, "model", p, run)
+    if (p / "model" / META_FILE).exists():
+        model, tok, meta = load_reward_model(p / "model")
+        return Source(model, tok, meta, "run", p / "model", p)
+    if (p / "model.safetensors").exists() and p.parent.name == "checkpoints":
+        return _load_checkpoint(p)
+    raise FileNotFoundError(f"{p}: not a rewardkit model directory (no {META_FILE}), run directory (no "
+                            f"model/{META_FILE}) or training checkpoint (no model.safetensors under "
+                            "RUN/checkpoints/step-N)")
+
+
+def _load_checkpoint(ckpt: Path) -> Source:
+    """Rebuild the model from ``RUN/config.yaml`` and load the checkpoint's RewardModel state (LoRA adapters
+    and the head's trained copy included)."""
+    from safetensors.torch import load_model
+
+    from .. import __version__
+    from ..config import load_config
+    from ..models.reward_model import build_model
+    from ..training.checkpoint import MARKER
+
+    run = ckpt.parent.parent
+    if not (ckpt / MARKER).exists():
+        raise ExportError(f"{ckpt}: incomplete checkpoint (no {MARKER} marker); the run stopped while writing it")
+    if not (run / "config.yaml").exists():
+        raise FileNotFoundError(f"{run / 'config.yaml'}: missing; a checkpoint is rebuilt from its run's config")
+    cfg = load_config(run / "config.yaml")
+    model, tokenizer, kind = build_model(cfg.model, seed=cfg.train.seed)
+    missing, unexpected = load_model(model, str(ckpt / "model.safetensors"), strict=False)
+    if missing or unexpected:
+        raise ExportError(f"{ckpt / 'model.safetensors'}: does not match the model built from {run / 'config.yaml'} "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval()
+    state = json.loads((ckpt / "trainer_state.json").read_text()) if (ckpt / "trainer_state.json").exists() else {}
+    pooling = cfg.model.pooling if cfg.model.pooling != "auto" else ("cls" if kind == "encoder" else "last")
+    eos = tokenizer.eos_token_id
+    # the same fields the trainer writes at the end of a run (training/trainer.py)
+    meta = ModelMeta(kind=kind, pooling=pooling,
+                     score_token="[CLS]" if kind == "encoder" else tokenizer.convert_ids_to_tokens(eos),
+                     score_token_id=None if kind == "encoder" else eos,
+                     template=cfg.data.template, separator=cfg.data.separator, max_length=cfg.data.max_length,
+                     truncation=cfg.data.truncation, padding_side="right", base_model=cfg.model.name,
+                     rewardkit_version=__version__,
+                     training={"steps": state.get("step"), "loss": cfg.loss.name, "checkpoint": ckpt.name})
+    return Source(model, tokenizer, meta, "checkpoint", ckpt, run)
+
+
+def transformers_compatible(meta: ModelMeta) -> bool:
+    return (meta.kind, meta.pooling, meta.head) in TRANSFORMERS_HEADS
+
+
+# -- export -----------------------------------------------------------------------------------------------------
+def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float32", max_shard_size: str = "2GB",
+                 rewardkit_only: bool = False, overwrite: bool = False, verify: bool = True) -> ExportResult:
+    """Export ``source`` (run, model directory or checkpoint) to ``out_dir``; see the module docstring.
+
+    ``rewardkit_only``: export a head that transformers cannot compute (mean pooling, per-token, several
+    attributes) anyway, for ``rewardkit.load_model``; without it such a head is an error.
+    """
+    if dtype not in get_args(Dtype):
+        raise ValueError(f"dtype {dtype!r}: choose one of {', '.join(get_args(Dtype))}")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: exists and is not empty; choose a new directory")
+    src = load_source(source)
+    compatible = transformers_compatible(src.meta)
+    if not compatible and not rewardkit_only:
+        raise ExportError(
+            f"{src.path}: a {src.meta.kind} with pooling '{src.meta.pooling}' and head '{src.meta.head}' cannot be "
+            "computed by a transformers *ForSequenceClassification class (it reads one token through a linear "
+            "head); pass --rewardkit-only to export it for rewardkit.load_model / rewardkit serve")
+    out.mkdir(parents=True, exist_ok=True)
+    probes, n_chat = _probes(src)
+    # scored before anything below touches the model (the cast is in place when there is no LoRA copy)
+    before = _score_source(src, probes) if verify else []
+
+    hf = src.model.hf
+    if hasattr(hf, "merge_and_unload"):
+        # merge into a copy: the adapters fold into the base weights and the head's trained copy
+        # (peft modules_to_save) replaces the original head
+        hf = copy.deepcopy(hf).merge_and_unload()
+    for name, p in hf.named_parameters():
+        if not torch.isfinite(p).all():
+            raise FloatingPointError(f"refusing to export: parameter {name} has NaN or infinite values")
+    hf = hf.to(_DTYPES[dtype])
+    tok = copy.deepcopy(src.tokenizer)
+    hf.config.pad_token_id = tok.pad_token_id
+    hf.config.num_labels = 1
+    hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
+    prepare_tokenizer(tok, src.meta.kind)
+    tok.save_pretrained(out)
+
+    meta = copy.deepcopy(src.meta)
+    meta.padding_side = "right"
+    export_info = {"dtype": dtype, "source": str(src.path), "source_kind": src.kind,
+                   "transformers_compatible": compatible, "tokenizer_appends_score_token": meta.kind == "decoder"}
+    _write_meta(out, meta, export_info)
+    checks = _verify(out, probes, n_chat, before, dtype, compatible) if verify else {}
+    export_info["checks"] = checks
+    _write_meta(out, meta, export_info)
+    write_card(out, meta, export_info, src.run_dir)
+    log.info("exported %s -> %s (%s)%s", src.path, out, dtype,
+             f"; checks {checks}" if checks else "")
+    return ExportResult(out, dtype, compatible, checks)
+
+
+def _write_meta(out: Path, meta: ModelMeta, export_info: dict) -> None:
+    data = asdict(meta)
+    data["export"] = export_info  # ModelMeta.load ignores unknown keys: old readers still load the file
+    (out / META_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+# -- the reload check -------------------------------------------------------------------------------------------
+def consumer_inputs(tokenizer, meta: ModelMeta, prompt, response) -> dict:
+    """How a consumer without rewardkit tokenizes one example (the recipe written in the model card)."""
+    if meta.kind == "encoder":
+        return tokenizer(_plain(prompt), _plain(response), return_tensors="pt")
+    if isinstance(prompt, list) or isinstance(response, list):
+        text = tokenizer.apply_chat_template(_msgs(prompt, "user") + _msgs(response, "assistant"), tokenize=False)
+        return tokenizer(text, add_special_tokens=False, return_tensors="pt")
+    return tokenizer(prompt + response, return_tensors="pt")
+
+
+def _plain(x) -> str:
+    return x if isinstance(x, str) else "\n".join(m["content"] for m in x)
+
+
+def _msgs(x, role: str) -> list:
+    return x if isinstance(x, list) else [{"role": role, "content": x}]
+
+
+def _probes(src: Source) -> tuple[list, int]:
+    """Fixed examples for the reload check: plain text, plus conversations when the model renders chat."""
+    probes: list = list(PROBE_TEXT)
+    renderer = Renderer(src.tokenizer, src.meta.kind, src.meta.template, src.meta.separator)
+    if src.meta.kind == "decoder" and renderer.has_chat_template and src.meta.template != "plain":
+        return probes + PROBE_CHAT, len(PROBE_CHAT)
+    return probes, 0
+
+
+def _score_source(src: Source, probes: list) -> list[float]:
+    from ..serve.scorer import Scorer
+
+    return Scorer(src.model, src.tokenizer, src.meta).score([p for p, _ in probes], [r for _, r in probes])
+
+
+def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: str, compatible: bool) -> dict:
+    from ..serve.scorer import Scorer
+
+    exported = Scorer.from_pretrained(out)
+    after = exported.score([p for p, _ in probes], [r for _, r in probes])
+    fidelity = max(abs(a - b) for a, b in zip(before, after, strict=True))
+    checks = {"probes": len(probes), "chat_probes": n_chat, "fidelity_max_abs_diff": fidelity}
+    if not math.isfinite(fidelity) or fidelity > FIDELITY_TOL[dtype]:
+        raise ExportError(f"{out}: the exported model's scores differ from the source by {fidelity:.3g} "
+                          f"(at most {FIDELITY_TOL[dtype]} allowed for {dtype})")
+    if compatible:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(out)
+        hf = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
+        consumer = []
+        with torch.no_grad():
+            for p, r in probes:
+                consumer.append(float(hf(**consumer_inputs(tok, exported.meta, p, r)).logits[0, 0]))
+        interop = max(abs(a - b) for a, b in zip(after, consumer, strict=True))
+        checks["interop_max_abs_diff"] = interop
+        if not math.isfinite(interop) or interop > INTEROP_TOL:
+            worst = max(range(len(probes)), key=lambda i: abs(after[i] - consumer[i]))
+            raise ExportError(f"{out}: plain transformers scores differ from rewardkit's by {interop:.3g} on probe "
+                              f"{probes[worst]!r}; the tokenizer does not reproduce rewardkit's rendering")
+    return checks

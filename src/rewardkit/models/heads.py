@@ -1,0 +1,155 @@
+"""Read-outs: which hidden states feed the head (pooling), how many outputs it has, and how they become one reward.
+
+======================  ==========  ============  ====================================  =====================
+head                    outputs     pooling       reward                                plain transformers
+======================  ==========  ============  ====================================  =====================
+``scalar``              1           last / cls    the output                            same numbers
+``classifier``          2           last / cls    z_accept - z_reject, or softmax(z)[1]  same logits
+``per_token``           1 per token last          the last real token's value           same score
+``multi``               K           last / cls    mean, fixed or learned weighted sum   same K outputs
+any head                ...         mean          as above                              cannot express it
+======================  ==========  ============  ====================================  =====================
+
+The linear layer is always the transformers class's own (``score`` for decoders, ``classifier`` for encoders)
+with ``num_labels`` = 1, 2 or K, so the weights live in ``model.safetensors`` and, for last/cls pooling, the
+directory loads in ``AutoModelForSequenceClassification`` with the same logits. What plain transformers
+cannot express travels in ``rewardkit.json`` (pooling, reward_from, weighting) and, for learned attribute
+weights, in a side file ``rewardkit_head.safetensors`` that :func:`load_reward_model` restores:
+
+* ``mean`` pooling: the head reads the masked mean of the last hidden states (for encoders the raw mean, not
+  BERT's pooler), where transformers reads the last non-pad token or [CLS];
+* ``per_token``: the same linear applied to every token; transformers returns only the last one's value;
+* ``weighting: learned``: K trainable logits, reward = sum softmax(w)_k z_k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+HEAD_FILE = "rewardkit_head.safetensors"
+
+
+@dataclass(kw_only=True)
+class HeadSpec:
+    """The read-out of a reward model; built from ``ModelConfig`` for training and from ``rewardkit.json``
+    when loading."""
+
+    head: str = "scalar"
+    pooling: str = "last"
+    reward_from: str = "logit_diff"
+    attributes: list[str] | None = None
+    weighting: str = "mean"
+    attribute_weights: list[float] | None = None
+
+    @property
+    def num_labels(self) -> int:
+        if self.head == "classifier":
+            return 2
+        if self.head == "multi":
+            return len(self.attributes or [])
+        return 1
+
+    def validate(self, kind: str) -> None:
+        """Fail early, naming the setting, on read-outs that do not make sense."""
+        if self.head == "per_token" and (kind != "decoder" or self.pooling != "last"):
+            raise ValueError("model.head per_token needs a decoder with pooling last (each token's value is "
+                             "its causal prefix's reward)")
+        if self.pooling == "cls" and kind != "encoder":
+            raise ValueError("model.pooling cls is for encoders; decoders read the last real token (last) or mean")
+        if self.pooling == "last" and kind == "encoder":
+            raise ValueError("model.pooling last is for decoders; encoders read [CLS] (cls) or mean")
+        if self.head == "multi":
+            if not self.attributes:
+                raise ValueError("model.head multi needs model.attributes (the rated attribute names)")
+            if self.weighting == "fixed" and len(self.attribute_weights or []) != len(self.attributes):
+                raise ValueError(f"model.weighting fixed needs model.attribute_weights with one weight per "
+                                 f"attribute ({len(self.attributes)})")
+        if self.reward_from not in ("logit_diff", "probability"):
+            raise ValueError(f"model.reward_from must be logit_diff or probability, got {self.reward_from!r}")
+
+    def to_meta(self) -> dict:
+        return {"head": self.head, "pooling": self.pooling, "reward_from": self.reward_from,
+                "attributes": self.attributes, "weighting": self.weighting,
+                "attribute_weights": self.attribute_weights}
+
+
+def spec_from_config(cfg, kind: str) -> HeadSpec:
+    """``ModelConfig`` -> :class:`HeadSpec` (resolving ``pooling: auto`` to last / cls by kind)."""
+    pooling = cfg.pooling if cfg.pooling != "auto" else ("cls" if kind == "encoder" else "last")
+    spec = HeadSpec(head=cfg.head, pooling=pooling, reward_from=cfg.reward_from, attributes=cfg.attributes,
+                    weighting=cfg.weighting, attribute_weights=cfg.attribute_weights)
+    spec.validate(kind)
+    return spec
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` [N, L, H] over the real tokens of each row (``mask`` [N, L]): padding never counts,
+    so the result does not depend on padding side or width."""
+    m = mask.to(hidden.dtype)[:, :, None]
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class HeadExtras(nn.Module):
+    """Weights a read-out needs beyond the transformers model: the learned attribute weighting's logits."""
+
+    def __init__(self, spec: HeadSpec):
+        super().__init__()
+        self.attribute_logits = (nn.Parameter(torch.zeros(spec.num_labels))  # softmax(0) = the mean at start
+                                 if spec.head == "multi" and spec.weighting == "learned" else None)
+
+    @property
+    def empty(self) -> bool:
+        return self.attribute_logits is None
+
+    def save(self, directory) -> None:
+        from safetensors.torch import save_file
+
+        if not self.empty:
+            save_file({"attribute_logits": self.attribute_logits.detach().float().contiguous().cpu()},
+                      f"{directory}/{HEAD_FILE}")
+
+    def load(self, directory) -> None:
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        if self.empty:
+            return
+        path = Path(directory, HEAD_FILE)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing; rewardkit.json says the attribute weights are learned")
+        with torch.no_grad():
+            self.attribute_logits.copy_(load_file(str(path))["attribute_logits"])
+
+
+def combine(logits: torch.Tensor, spec: HeadSpec, extras: HeadExtras | None) -> torch.Tensor:
+    """Head outputs [N, C] -> one fp32 reward per row [N]."""
+    z = logits.float()
+    if spec.head == "classifier":
+        if spec.reward_from == "probability":
+            return z.softmax(-1)[:, 1]
+        return z[:, 1] - z[:, 0]
+    if spec.head == "multi":
+        if spec.weighting == "fixed":
+            w = torch.tensor(spec.attribute_weights, dtype=z.dtype, device=z.device)
+        elif spec.weighting == "learned":
+            w = extras.attribute_logits.float().softmax(0)
+        else:
+            w = torch.full((z.shape[1],), 1.0 / z.shape[1], dtype=z.dtype, device=z.device)
+        return z @ w
+    return z[:, 0]
+
+
+@dataclass
+class RewardOutput:
+    """Everything one forward gives the losses. Shapes: N rows, L tokens, C head outputs."""
+
+    rewards: torch.Tensor
+    """[N] fp32: the reward of each row (what scoring returns)."""
+    logits: torch.Tensor
+    """[N, C] fp32: the head's outputs at the pooled state (classifier logits, K attribute values ...)."""
+    token_values: torch.Tensor | None = None
+    """[N, L] fp32, ``per_token`` head only: each token's value (padding columns hold garbage: mask them)."""

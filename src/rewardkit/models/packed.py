@@ -1,0 +1,140 @@
+"""Rewards from packed rows (:mod:`rewardkit.data.packing`): a custom 4-D attention mask, scores read at
+each sequence's own score token.
+
+transformers (>= 4.5x, checked on 5.x) passes a 4-D ``attention_mask`` through its mask builders unchanged
+(``masking_utils._preprocess_mask_arguments`` returns early on ``ndim == 4``), for decoders
+(``create_causal_mask``) and encoders (``create_bidirectional_mask``) alike. What the 4-D mask must look like
+depends on the attention implementation: SDPA takes a boolean mask (True = attend), the eager path *adds* the
+mask to the scores (0 / -inf), and flex attention takes a ``BlockMask``.
+
+Kernels: on CPU, SDPA with the boolean mask (measured in ``benchmarks/README.md``). On CUDA, flex attention
+builds a block-sparse mask from the same group/branch maps, so masked-out blocks are skipped instead of
+computed: that path is written but untested here (no GPU on the development machine).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import torch
+
+from ..data.packing import PackedBatch, attention_allowed
+from .heads import RewardOutput, combine, masked_mean
+from .reward_model import RewardModel
+
+log = logging.getLogger(__name__)
+
+Attention = Literal["auto", "sdpa", "flex"]
+
+
+def flex_available() -> bool:
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def select_attention(model: RewardModel, requested: Attention, device: torch.device) -> str:
+    """Pick the kernel for packed rows and switch the backbone to it; returns the transformers name used.
+
+    ``auto``: flex attention on CUDA when torch has it and the architecture supports it, else SDPA. A model
+    whose implementation is ``eager`` (e.g. forced by its config) keeps it: the mask is then made additive.
+    """
+    tm = model.transformer
+    current = tm.config._attn_implementation
+    want = requested
+    if requested == "auto":
+        want = "flex" if device.type == "cuda" and flex_available() and getattr(tm, "_supports_flex_attn", False) \
+            else ("eager" if current == "eager" else "sdpa")
+    if want == "flex":
+        if device.type != "cuda":
+            raise ValueError("train.attention: flex needs a CUDA device; use sdpa (or auto) on CPU")
+        if not flex_available():
+            raise ValueError("train.attention: flex needs torch.nn.attention.flex_attention (torch >= 2.5)")
+        name = "flex_attention"
+    else:
+        name = want
+    if name != current:
+        tm.set_attn_implementation(name)
+        log.info("packed rows: attention implementation %s (was %s)", name, current)
+    return name
+
+
+def build_mask(batch: PackedBatch, implementation: str, dtype: torch.dtype = torch.float32):
+    """The 4-D mask the backbone's attention implementation expects for these rows."""
+    if implementation == "flex_attention":
+        return _block_mask(batch)
+    allowed = attention_allowed(batch.group_ids, batch.branch_ids, batch.causal)
+    if implementation == "sdpa":
+        return allowed
+    # eager (and anything that adds the mask to the scores)
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min)
+
+
+def _block_mask(batch: PackedBatch):  # pragma: no cover - CUDA only, untested on the CPU machine
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    grp, br, causal = batch.group_ids, batch.branch_ids, batch.causal
+
+    def mask_mod(b, h, q, kv):
+        same = (grp[b, q] == grp[b, kv]) & (grp[b, kv] >= 0)
+        if causal:
+            same = same & (kv <= q) & ((br[b, kv] == 0) | (br[b, kv] == br[b, q]))
+        return same | (q == kv)
+
+    rows, width = grp.shape
+    return create_block_mask(mask_mod, B=rows, H=None, Q_LEN=width, KV_LEN=width, device=grp.device)
+
+
+def packed_rewards(model: RewardModel, batch: PackedBatch, implementation: str | None = None) -> torch.Tensor:
+    """Rewards [M] (fp32) for the scored sequences of ``batch``, in its score order.
+
+    Equal (fp32, ~1e-6) to :meth:`RewardModel.forward` on the same sequences padded one per row, as are the
+    gradients: every token attends to exactly the tokens, at the same positions, it attends to there.
+    """
+    return packed_outputs(model, batch, implementation).rewards
+
+
+def packed_outputs(model: RewardModel, batch: PackedBatch, implementation: str | None = None) -> RewardOutput:
+    """Like :meth:`RewardModel.outputs` for packed rows. ``token_values`` (``per_token`` head) come back in the
+    padded layout: [M, W], right-padded, real tokens where ``batch.token_mask`` is 1."""
+    tm = model.transformer
+    spec = model.spec
+    impl = implementation or tm.config._attn_implementation
+    mask = build_mask(batch, impl, next(tm.parameters()).dtype)
+    kwargs = {}
+    if batch.token_type_ids is not None:
+        kwargs["token_type_ids"] = batch.token_type_ids
+    if model.kind == "decoder":
+        kwargs["use_cache"] = False
+    out = tm.base_model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids, **kwargs)
+    hidden = out.last_hidden_state  # [R, L, H]
+    token_values = None
+    if spec.pooling == "mean":
+        per_seq = hidden[batch.score_row[:, None], batch.token_col]  # [M, W, H]: each sequence's own tokens
+        logits = model._head()(masked_mean(per_seq, batch.token_mask)).float()
+    elif spec.head == "per_token":
+        values = model._head()(hidden)[..., 0].float()  # [R, L]
+        token_values = values[batch.score_row[:, None], batch.token_col]  # [M, W]
+        logits = values[batch.score_row, batch.score_col][:, None]
+    elif model.kind == "encoder":
+        logits = _encoder_head(tm, hidden[batch.score_row, batch.score_col])
+    else:
+        logits = model._head()(hidden[batch.score_row, batch.score_col]).float()  # [M, C]
+    return RewardOutput(combine(logits, spec, model.extras), logits, token_values)
+
+
+def _encoder_head(tm, picked: torch.Tensor) -> torch.Tensor:
+    """The HF class's own read-out, applied to the gathered [CLS] states instead of column 0 of each row."""
+    pooler = getattr(tm.base_model, "pooler", None)
+    if pooler is not None:  # BERT-style: pooler(hidden)[:, 0] -> dropout -> classifier
+        pooled = pooler(picked[:, None, :])
+        dropout = getattr(tm, "dropout", None)
+        if dropout is not None:
+            pooled = dropout(pooled)
+        return tm.classifier(pooled).float()
+    # RoBERTa-style heads read features[:, 0] themselves
+    return tm.classifier(picked[:, None, :]).float()

@@ -1,0 +1,379 @@
+"""`rewardkit serve`: an ASGI reward server (Starlette on uvicorn) with dynamic batching.
+
+Endpoints
+  ``POST /score``       ``[{prompt, response} | {messages}, ...]`` (or ``{"items": [...], "normalize": bool}``)
+                        -> ``{"rewards": [...]}`` in request order; the same tokens as ``rewardkit score``.
+  ``POST /get_reward``  OpenRLHF's remote reward model protocol: ``{"query": [full texts], "prompts": [...],
+                        "labels": ...}`` -> ``{"rewards": [...], "scores": [...], "extra_logs": {...}}``
+                        (matched against ``openrlhf/utils/remote_rm_utils.py`` and ``openrlhf/cli/serve_rm.py``).
+  ``GET /health``, ``GET /metrics`` (Prometheus text).
+
+Dynamic batching: requests are validated and tokenized on their own (one tokenizer thread), then their
+sequences join a queue. One batching task takes the first waiting sequence, waits at most ``max_wait_ms`` for
+more to fill a token budget, takes whatever else is already waiting, sorts it all by length into batches
+(:func:`length_batches`) and runs them one at a time on a single model thread. Requests arriving during a
+forward wait in the queue and form the next batch, so under load batches grow by themselves and the wait is
+never longer than one forward. An invalid request is answered 422 before it reaches the queue; a failing
+forward fails only the requests with sequences in that batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ..data.errors import DataError
+from ..data.readers import Record
+from ..data.tokenize import Dropped, Encoded
+from .adapters import query_settings
+from .items import parse_single, rendered_query, split_query
+from .metrics import ServerMetrics
+from .scorer import Scorer, length_batches, score_sequences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class ServerConfig:
+    """Limits and batching of the reward server."""
+
+    max_items: int = 1024
+    """Most items (responses) in one request; more is a 422 on `items`/`query`."""
+    max_text_chars: int = 100_000
+    """Longest prompt or response text, in characters; longer is a 422 naming the field."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Largest request body; larger is a 413."""
+    max_tokens: int = 16384
+    """Token budget of one model batch (rows x longest row)."""
+    max_batch: int = 64
+    """Most sequences in one model batch."""
+    max_wait_ms: float = 5.0
+    """How long the first waiting sequence may wait for others to fill a batch."""
+    api_key: str | None = None
+    """When set, `/score` and `/get_reward` need `Authorization: Bearer <api_key>` (401 otherwise)."""
+    normalize: bool = False
+    """Return normalised rewards by default (the model must have statistics)."""
+
+    def __post_init__(self):
+        for name in ("max_items", "max_text_chars", "max_body_bytes", "max_tokens", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_wait_ms < 0:
+            raise ValueError("max_wait_ms must be >= 0")
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, detail: object):
+        self.status = status
+        self.detail = detail
+
+
+def _invalid(loc: list, msg: str, kind: str = "value_error") -> HTTPError:
+    """A 422 shaped like FastAPI's: ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``."""
+    return HTTPError(422, [{"loc": ["body", *loc], "msg": msg, "type": kind}])
+
+
+@dataclass
+class _Job:
+    results: list
+    remaining: int
+    future: asyncio.Future
+
+
+@dataclass
+class Batcher:
+    """Merges the sequences of concurrent requests into model batches (see the module docstring)."""
+
+    scorer: Scorer
+    cfg: ServerConfig
+    metrics: ServerMetrics
+    _waiting: deque = field(default_factory=deque)
+    _tokens_waiting: int = 0
+    _more: asyncio.Event | None = None
+    _task: asyncio.Task | None = None
+    _model_thread: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        self._more = asyncio.Event()
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="rewardkit-model")
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._model_thread is not None:
+            self._model_thread.shutdown(wait=True)
+
+    async def score(self, seqs: list[Encoded]) -> list[float]:
+        """Rewards for ``seqs`` in order, computed in batches shared with other requests."""
+        if not seqs:
+            return []
+        job = _Job([None] * len(seqs), len(seqs), asyncio.get_running_loop().create_future())
+        for i, s in enumerate(seqs):
+            self._waiting.append((job, i, s))
+            self._tokens_waiting += len(s.input_ids)
+        self.metrics.queue_depth = len(self._waiting)
+        self._more.set()
+        return await job.future
+
+    def _take(self, limit_tokens: int) -> list:
+        taken, tokens = [], 0
+        while self._waiting and (not taken or tokens + len(self._waiting[0][2].input_ids) <= limit_tokens):
+            item = self._waiting.popleft()
+            n = len(item[2].input_ids)
+            self._tokens_waiting -= n
+            tokens += n
+            taken.append(item)
+        self.metrics.queue_depth = len(self._waiting)
+        return taken
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._waiting:
+                self._more.clear()
+                await self._more.wait()
+            deadline = loop.time() + self.cfg.max_wait_ms / 1000
+            while self._tokens_waiting < self.cfg.max_tokens and len(self._waiting) < self.cfg.max_batch:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                self._more.clear()
+                try:
+                    await asyncio.wait_for(self._more.wait(), left)
+                except TimeoutError:
+                    break
+            # whatever is waiting now, up to a few batches' worth, is sorted by length together
+            pending = self._take(4 * self.cfg.max_tokens)
+            lengths = [len(s.input_ids) for _, _, s in pending]
+            for idx in length_batches(lengths, self.cfg.max_tokens, self.cfg.max_batch):
+                await self._forward([pending[i] for i in idx], loop)
+
+    async def _forward(self, items: list, loop: asyncio.AbstractEventLoop) -> None:
+        seqs = [s for _, _, s in items]
+        try:
+            rewards = await loop.run_in_executor(self._model_thread, self._model_forward, seqs)
+        except Exception as e:  # only the requests in this batch fail
+            log.exception("model forward failed for a batch of %d", len(seqs))
+            for job, _, _ in items:
+                if not job.future.done():
+                    job.future.set_exception(e)
+            return
+        self.metrics.observe_batch(len(seqs), len(seqs) * max(len(s.input_ids) for s in seqs))
+        self.metrics.items += len(seqs)
+        for (job, i, _), r in zip(items, rewards, strict=True):
+            job.results[i] = r
+            job.remaining -= 1
+            if job.remaining == 0 and not job.future.done():
+                job.future.set_result(job.results)
+
+    def _model_forward(self, seqs: list[Encoded]) -> list[float]:
+        # one batch exactly as given: the same padding and forward as `rewardkit score`
+        s = self.scorer
+        return score_sequences(s.model, seqs, s.tokenizer.pad_token_id, s.device,
+                               max_tokens=len(seqs) * max(len(q.input_ids) for q in seqs), max_batch=len(seqs))
+
+
+class RewardService:
+    """Request validation, tokenization and the endpoints; the ASGI app is built by :func:`create_app`."""
+
+    def __init__(self, scorer: Scorer, cfg: ServerConfig):
+        self.scorer = scorer
+        self.cfg = cfg
+        self.metrics = ServerMetrics()
+        self.batcher = Batcher(scorer, cfg, self.metrics)
+        # one tokenizer thread: keeps tokenization off the event loop and out of the model thread's way
+        self._tok_thread = ThreadPoolExecutor(1, thread_name_prefix="rewardkit-tokenize")
+        self._chat_queries, self._pad_text = query_settings(scorer)
+        if cfg.normalize and not scorer.meta.normalization:
+            scorer.normalize([])  # raises the explanatory error at start-up
+
+    # -- validation -------------------------------------------------------------------------------------------
+    def _check_len(self, value: object, loc: list) -> None:
+        if isinstance(value, str):
+            texts = [value]
+        elif isinstance(value, list):
+            texts = [m.get("content") for m in value if isinstance(m, dict)]
+        else:
+            texts = []
+        for t in texts:
+            if isinstance(t, str) and len(t) > self.cfg.max_text_chars:
+                raise _invalid(loc, f"text of {len(t)} characters is longer than the limit of "
+                               f"{self.cfg.max_text_chars}", "too_long")
+
+    def _item_list(self, body: object, key: str) -> list:
+        items = body.get(key) if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise _invalid([key], "expected a list", "type_error")
+        if len(items) > self.cfg.max_items:
+            raise _invalid([key], f"{len(items)} items is more than the limit of {self.cfg.max_items} per "
+                           "request", "too_many_items")
+        return items
+
+    def _encode_score_items(self, items: list) -> list[Encoded | None]:
+        out = []
+        for i, data in enumerate(items):
+            if not isinstance(data, dict):
+                raise _invalid(["items", i], f"expected an object, got {type(data).__name__}", "type_error")
+            for name in ("prompt", "response", "messages"):
+                if name in data:
+                    self._check_len(data[name], ["items", i, name])
+            try:
+                item = parse_single(Record(data, "request", i))
+                out.append(self.scorer.encode(item.prompt, item.response))
+            except DataError as err:
+                raise _invalid(["items", i, *(err.field.split(".") if err.field else [])], err.message,
+                               err.reason) from None
+            except Dropped:
+                out.append(None)  # over-long under the `drop` policy: a null reward
+        return out
+
+    def _encode_queries(self, body: object) -> tuple[list[Encoded | None], list[float]]:
+        queries = self._item_list(body, "query")
+        prompts = body.get("prompts") if isinstance(body, dict) else None
+        if prompts is not None and (not isinstance(prompts, list) or len(prompts) != len(queries)):
+            raise _invalid(["prompts"], "expected a list as long as 'query' (or null)", "type_error")
+        out, matched = [], []
+        for i, q in enumerate(queries):
+            if not isinstance(q, str) or not q.strip():
+                raise _invalid(["query", i], "expected non-empty text", "type_error")
+            self._check_len(q, ["query", i])
+            p = prompts[i] if prompts is not None else None
+            if p is not None and not isinstance(p, str):
+                raise _invalid(["prompts", i], "expected text", "type_error")
+            split = split_query(q, p, self._pad_text)
+            matched.append(1.0 if split.how == "prompt" else 0.0)
+            try:
+                out.append(self.scorer.encoder.encode(rendered_query(split, self._chat_queries)))
+            except DataError as err:
+                raise _invalid(["query", i], err.message, err.reason) from None
+            except Dropped:
+                out.append(None)
+        return out, matched
+
+    async def _rewards(self, seqs: list[Encoded | None], normalize: bool) -> list[float | None]:
+        present = [s for s in seqs if s is not None]
+        scored = iter(await self.batcher.score(present))
+        rewards = [next(scored) if s is not None else None for s in seqs]
+        if normalize:
+            norm = self.scorer.meta.normalization
+            rewards = [(r - norm["mean"]) / norm["std"] if r is not None else None for r in rewards]
+        return rewards
+
+    # -- endpoints (body already read and parsed) -----------------------------------------------------------
+    async def score(self, body: object) -> dict:
+        items = self._item_list(body, "items")
+        normalize = body.get("normalize", self.cfg.normalize) if isinstance(body, dict) else self.cfg.normalize
+        if not isinstance(normalize, bool):
+            raise _invalid(["normalize"], "expected true or false", "type_error")
+        if normalize and not self.scorer.meta.normalization:
+            raise _invalid(["normalize"], "this model has no normalisation statistics", "value_error")
+        loop = asyncio.get_running_loop()
+        seqs = await loop.run_in_executor(self._tok_thread, self._encode_score_items, items)
+        return {"rewards": await self._rewards(seqs, normalize)}
+
+    async def get_reward(self, body: object) -> dict:
+        if not isinstance(body, dict):
+            raise _invalid([], "expected an object with 'query' (and 'prompts', 'labels')", "type_error")
+        loop = asyncio.get_running_loop()
+        seqs, matched = await loop.run_in_executor(self._tok_thread, self._encode_queries, body)
+        rewards = await self._rewards(seqs, self.cfg.normalize)
+        return {"rewards": rewards, "scores": rewards, "extra_logs": {"query_split_on_prompt": matched}}
+
+    def health(self) -> dict:
+        m = self.scorer.meta
+        return {"status": "ok", "kind": m.kind, "base_model": m.base_model, "max_length": m.max_length,
+                "normalization": bool(m.normalization)}
+
+
+async def _read_json(request, limit: int) -> object:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise HTTPError(413, f"request body of {length} bytes is larger than the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"request body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _invalid([], f"invalid JSON: {e}", "json_invalid") from None
+
+
+def create_app(scorer: Scorer, cfg: ServerConfig | None = None):
+    """The Starlette application serving ``scorer``."""
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    cfg = cfg or ServerConfig()
+    service = RewardService(scorer, cfg)
+
+    def authorized(request) -> bool:
+        if not cfg.api_key:
+            return True
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), cfg.api_key.encode())
+
+    def scoring(path: str, handler: Callable[[object], Awaitable[dict]]):
+        async def endpoint(request):
+            start = time.perf_counter()
+            try:
+                if not authorized(request):
+                    raise HTTPError(401, "missing or wrong bearer token")
+                body = await _read_json(request, cfg.max_body_bytes)
+                response = JSONResponse(await handler(body))
+            except HTTPError as e:
+                headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+                response = JSONResponse({"detail": e.detail}, status_code=e.status, headers=headers)
+            except Exception:
+                log.exception("%s failed", path)
+                response = JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+            service.metrics.requests[(path, response.status_code)] += 1
+            if response.status_code == 200:
+                service.metrics.latency.observe(time.perf_counter() - start)
+            return response
+
+        return Route(path, endpoint, methods=["POST"])
+
+    async def health(request):
+        service.metrics.requests[("/health", 200)] += 1
+        return JSONResponse(service.health())
+
+    async def metrics(request):
+        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        service.batcher.start()
+        yield
+        await service.batcher.stop()
+
+    app = Starlette(routes=[scoring("/score", service.score), scoring("/get_reward", service.get_reward),
+                            Route("/health", health), Route("/metrics", metrics)], lifespan=lifespan)
+    app.state.service = service
+    return app
+
+
+def serve(scorer: Scorer, host: str = "127.0.0.1", port: int = 8000, cfg: ServerConfig | None = None,
+          log_level: str = "info") -> None:
+    """Run the server until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(scorer, cfg), host=host, port=port, log_level=log_level)

@@ -1,0 +1,401 @@
+"""Tasks: what one training recipe does with its data format and loss.
+
+A task maps (data format, loss) to three things the training loop needs and nothing else:
+
+* how to batch examples: ``encode`` typed examples into items, ``length`` for length-grouped batching, and
+  ``collate`` a list of items into one :class:`TaskBatch` (every sequence of the batch in one forward);
+* how to compute the loss from the model's :class:`~rewardkit.models.heads.RewardOutput` (fp32);
+* which held-out metrics to log (``evaluate``), and which of them is the headline (``primary``).
+
+=========================  ===========  ==========================================  ==========================
+loss                       data format  head                                        metrics
+=========================  ===========  ==========================================  ==========================
+bradley_terry, log_exp     pairs        scalar / classifier / multi / per_token     pairwise accuracy, loss
+token_level_pairwise       pairs        per_token (decoders)                        pairwise accuracy, loss
+cross_entropy              binary       classifier (or scalar: a binary logit)      accuracy, AUC, loss
+mse, rmse                  scalar       scalar                                      MSE, Pearson, Spearman
+ranking                    ranked       scalar (any with one reward)                pair accuracy, Kendall tau
+multi_attribute_mse        multi        multi                                       per-attribute MSE, Pearson
+=========================  ===========  ==========================================  ==========================
+
+The pairwise Bradley-Terry / log-exp step stays written out in the trainer (it is the common path, and the
+packed variant branches there); every other loss goes through :meth:`Task.loss`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..config import DataConfig, LossConfig, RunConfig, SplitConfig
+from ..data.collate import pad_batch
+from ..data.dataset import EncodedPair, encode_pairs, load_pairs
+from ..data.errors import SkipReport
+from ..data.examples import format_of, load_examples
+from ..data.formats import Labeled, MultiRated, Pair, Ranked, Rated
+from ..data.render import Renderer
+from ..data.tokenize import Dropped, Encoded, SequenceEncoder
+from ..eval.metrics import (
+    binary_metrics,
+    multi_attribute_metrics,
+    ranked_metrics,
+    scalar_metrics,
+)
+from ..losses import (
+    bradley_terry,
+    cross_entropy,
+    get_loss,
+    l2_scores,
+    multi_attribute_mse,
+    ranking,
+    reward_centering,
+    token_level_pairwise,
+)
+from ..models.heads import RewardOutput
+from ..serve.scorer import length_batches
+from ..types import TokenBatch
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """One encoded response with its target: a label (binary), a rating (scalar) or a vector of ratings."""
+
+    seq: Encoded
+    target: float | int | list[float]
+    where: str
+    mask: list[bool] | None = None
+    """Multi-attribute: which entries of ``target`` were rated."""
+
+
+@dataclass(frozen=True)
+class EncodedRanked:
+    seqs: list[Encoded]
+    ranks: list[int]
+    where: str
+
+
+@dataclass
+class TaskBatch:
+    tokens: TokenBatch
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device) -> TaskBatch:
+        return TaskBatch(self.tokens.to(device), {k: v.to(device) for k, v in self.targets.items()})
+
+
+@torch.no_grad()
+def score_outputs(model, seqs: Sequence[Encoded], pad_id: int, device, max_batch: int = 32,
+                  max_tokens: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rewards [n], head logits [n, C]) for encoded sequences in input order, batched by length."""
+    rewards: list[torch.Tensor | None] = [None] * len(seqs)
+    logits: list[torch.Tensor | None] = [None] * len(seqs)
+    was_training = model.training
+    model.eval()
+    try:
+        for idx in length_batches([len(s.input_ids) for s in seqs], max_tokens, max_batch):
+            out: RewardOutput = model(pad_batch([seqs[i] for i in idx], pad_id, "right").to(device), full=True)
+            for j, i in enumerate(idx):
+                rewards[i], logits[i] = out.rewards[j].cpu(), out.logits[j].cpu()
+    finally:
+        model.train(was_training)
+    return torch.stack(rewards), torch.stack(logits)
+
+
+class Task:
+    """Base: the data format a loss trains on, and what the loop does with it."""
+
+    format: str = "pairs"
+    primary: str = "loss"
+    """The headline held-out metric (logged in the progress bar)."""
+    higher_is_better: bool = False
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.loss_cfg: LossConfig = cfg.loss
+
+    def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list:
+        examples = load_examples(split, data, report)
+        got = format_of(examples[0])
+        if got != self.format:
+            raise ValueError(f"{split.path}: loss.name {self.loss_cfg.name} trains on {self.format} data, but this "
+                             f"split holds {got} examples (set data.format or pick a matching loss; docs/recipes.md)")
+        return examples
+
+    def encode(self, examples: list, renderer: Renderer, encoder: SequenceEncoder) -> list:
+        raise NotImplementedError
+
+    def length(self, item) -> int:
+        return len(item.seq.input_ids)
+
+    def collate(self, items: list, pad_id: int, side: str) -> TaskBatch:
+        raise NotImplementedError
+
+    def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model, items: list, pad_id: int, device, batch_size: int) -> dict:
+        raise NotImplementedError
+
+    def regularize(self, loss: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """``loss.l2`` on every score of the batch."""
+        return loss + l2_scores(rewards, self.loss_cfg.l2) if self.loss_cfg.l2 else loss
+
+    @staticmethod
+    def _encode_single(examples, renderer, encoder, target_of) -> list[EncodedExample]:
+        out = []
+        for ex in examples:
+            try:
+                seq = encoder.encode(renderer.render(ex.prompt, ex.response), ex.where)
+            except Dropped:
+                continue
+            target, mask = target_of(ex)
+            out.append(EncodedExample(seq, target, ex.where, mask))
+        return out
+
+
+class PairTask(Task):
+    """Pairs -> Bradley-Terry / log-exp (written out in the trainer) or the token-level pairwise loss."""
+
+    format = "pairs"
+    primary = "accuracy"
+    higher_is_better = True
+
+    @property
+    def in_trainer(self) -> bool:
+        """Bradley-Terry and log-exp run the trainer's own pairwise step."""
+        return self.loss_cfg.name in ("bradley_terry", "log_exp")
+
+    def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list[Pair]:
+        if (split.adapter or data.adapter) is None and data.format in ("auto", "pairs") and data.ratings.to_pairs == "off":
+            return load_pairs(split, data, report)  # the core pairwise reader (with its duplicate-id check)
+        return super().load(split, data, report)
+
+    def encode(self, examples: list[Pair], renderer, encoder) -> list[EncodedPair]:
+        return encode_pairs(examples, renderer, encoder)
+
+    def length(self, item: EncodedPair) -> int:
+        return max(len(item.chosen.input_ids), len(item.rejected.input_ids))
+
+    def collate(self, items: list[EncodedPair], pad_id: int, side: str) -> TaskBatch:
+        tokens = pad_batch([p.chosen for p in items] + [p.rejected for p in items], pad_id, side)
+        start = torch.tensor([p.chosen.response_start for p in items] + [p.rejected.response_start for p in items])
+        return TaskBatch(tokens, {"response_start": start})
+
+    def pair_regularizers(self, r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+        """``loss.centering`` and ``loss.l2``; 0 when both are off (the trainer adds it to its pairwise loss)."""
+        extra = r_chosen.new_zeros(())
+        if self.loss_cfg.centering:
+            extra = extra + reward_centering(r_chosen, r_rejected, self.loss_cfg.centering)
+        if self.loss_cfg.l2:
+            extra = extra + l2_scores(torch.cat([r_chosen, r_rejected]), self.loss_cfg.l2)
+        return extra
+
+    def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
+        b = batch.tokens.input_ids.shape[0] // 2
+        t, start = batch.tokens, batch.targets["response_start"]
+        if out.token_values is None:
+            raise ValueError("loss token_level_pairwise needs per-token values: set model.head per_token")
+        loss = token_level_pairwise(out.token_values[:b], out.token_values[b:], t.input_ids[:b], t.input_ids[b:],
+                                    t.attention_mask[:b], t.attention_mask[b:], start[:b], start[b:])
+        return loss + self.pair_regularizers(out.rewards[:b], out.rewards[b:])
+
+    # evaluation: the trainer's ``evaluate_pairs`` (pairwise accuracy, AUC, calibration)
+
+
+
+class BinaryTask(Task):
+    """Accept/reject labels -> cross-entropy on the classifier head (or a scalar head read as one logit)."""
+
+    format = "binary"
+    primary = "accuracy"
+    higher_is_better = True
+
+    def encode(self, examples: list[Labeled], renderer, encoder) -> list[EncodedExample]:
+        return self._encode_single(examples, renderer, encoder, lambda ex: (int(ex.label), None))
+
+    def collate(self, items, pad_id, side) -> TaskBatch:
+        return TaskBatch(pad_batch([x.seq for x in items], pad_id, side),
+                         {"labels": torch.tensor([x.target for x in items], dtype=torch.long)})
+
+    def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
+        logits = out.logits
+        if logits.shape[1] == 1:  # a scalar head as a binary logit: softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]
+            logits = torch.cat([torch.zeros_like(logits), logits], 1)
+        if logits.shape[1] != 2:
+            raise ValueError(f"loss cross_entropy needs 2 classes (model.head classifier), got {logits.shape[1]}")
+        weights = self.loss_cfg.class_weights
+        if weights is not None and len(weights) != 2:
+            raise ValueError(f"loss.class_weights needs 2 weights [reject, accept], got {weights}")
+        w = torch.tensor(weights) if weights is not None else None
+        return self.regularize(cross_entropy(logits, batch.targets["labels"], w), out.rewards)
+
+    def evaluate(self, model, items, pad_id, device, batch_size) -> dict:
+        rewards, logits = score_outputs(model, [x.seq for x in items], pad_id, device, batch_size)
+        labels = torch.tensor([x.target for x in items])
+        if logits.shape[1] == 1:
+            logits = torch.cat([torch.zeros_like(logits), logits], 1)
+        probability = getattr(model, "spec", None) is not None and model.spec.reward_from == "probability"
+        m = binary_metrics(rewards.numpy(), labels.numpy(), threshold=0.5 if probability else 0.0)
+        m.pop("calibration", None)
+        m["loss"] = float(F.cross_entropy(logits.float(), labels))
+        return m
+
+
+class ScalarTask(Task):
+    """Scalar ratings -> MSE or RMSE on the reward."""
+
+    format = "scalar"
+    primary = "pearson"
+    higher_is_better = True
+
+    def encode(self, examples: list[Rated], renderer, encoder) -> list[EncodedExample]:
+        return self._encode_single(examples, renderer, encoder, lambda ex: (float(ex.score), None))
+
+    def collate(self, items, pad_id, side) -> TaskBatch:
+        return TaskBatch(pad_batch([x.seq for x in items], pad_id, side),
+                         {"scores": torch.tensor([x.target for x in items], dtype=torch.float32)})
+
+    def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
+        return self.regularize(get_loss(self.loss_cfg.name)(out.rewards, batch.targets["scores"]), out.rewards)
+
+    def evaluate(self, model, items, pad_id, device, batch_size) -> dict:
+        rewards, _ = score_outputs(model, [x.seq for x in items], pad_id, device, batch_size)
+        m = scalar_metrics(rewards.numpy(), [x.target for x in items])
+        m["loss"] = m.get(self.loss_cfg.name)
+        return m
+
+
+class MultiTask(Task):
+    """Ratings of several attributes -> masked multi-attribute MSE on the K outputs of the multi head."""
+
+    format = "multi"
+    primary = "pearson"
+    higher_is_better = True
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        if cfg.model.head != "multi" or not cfg.model.attributes:
+            raise ValueError("loss multi_attribute_mse needs model.head multi and model.attributes")
+        self.attributes = list(cfg.model.attributes)
+
+    def encode(self, examples: list[MultiRated], renderer, encoder) -> list[EncodedExample]:
+        names = self.attributes
+
+        def target_of(ex):
+            unknown = sorted(set(ex.scores) - set(names))
+            if unknown and not hasattr(self, "_warned"):
+                self._warned = True
+                import logging
+
+                logging.getLogger(__name__).warning("%s: attributes %s are not in model.attributes; ignored",
+                                                    ex.where, unknown)
+            vals = [ex.scores.get(a) for a in names]
+            return [math.nan if v is None else float(v) for v in vals], [v is not None for v in vals]
+
+        return [x for x in self._encode_single(examples, renderer, encoder, target_of) if any(x.mask)]
+
+    def collate(self, items, pad_id, side) -> TaskBatch:
+        return TaskBatch(pad_batch([x.seq for x in items], pad_id, side),
+                         {"scores": torch.tensor([x.target for x in items], dtype=torch.float32),
+                          "mask": torch.tensor([x.mask for x in items], dtype=torch.bool)})
+
+    def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
+        loss = multi_attribute_mse(out.logits, batch.targets["scores"], batch.targets["mask"])
+        return self.regularize(loss, out.rewards)
+
+    def evaluate(self, model, items, pad_id, device, batch_size) -> dict:
+        _, logits = score_outputs(model, [x.seq for x in items], pad_id, device, batch_size)
+        target = torch.tensor([x.target for x in items], dtype=torch.float32)
+        mask = torch.tensor([x.mask for x in items], dtype=torch.bool)
+        per = multi_attribute_metrics({a: logits[:, k].numpy() for k, a in enumerate(self.attributes)},
+                                      {a: target[:, k].numpy() for k, a in enumerate(self.attributes)})
+        return {"n": len(items), "loss": float(multi_attribute_mse(logits, target, mask)),
+                "mse": per["mean"]["mse"], "pearson": per["mean"]["pearson"], "spearman": per["mean"]["spearman"],
+                "attributes": per["attributes"]}
+
+
+class RankedTask(Task):
+    """K ranked responses per prompt -> the K-choose-2 ranking loss; all K go through one forward."""
+
+    format = "ranked"
+    primary = "pair_accuracy"
+    higher_is_better = True
+
+    def encode(self, examples: list[Ranked], renderer, encoder) -> list[EncodedRanked]:
+        out = []
+        for ex in examples:
+            seqs, ranks = [], []
+            for response, rank in zip(ex.responses, ex.ranks, strict=True):
+                try:
+                    seqs.append(encoder.encode(renderer.render(ex.prompt, response), ex.where))
+                    ranks.append(rank)
+                except Dropped:
+                    continue
+            if len(seqs) >= 2 and len(set(ranks)) >= 2:
+                out.append(EncodedRanked(seqs, ranks, ex.where))
+        return out
+
+    def length(self, item: EncodedRanked) -> int:
+        return max(len(s.input_ids) for s in item.seqs)
+
+    def collate(self, items: list[EncodedRanked], pad_id, side) -> TaskBatch:
+        seqs = [s for it in items for s in it.seqs]
+        k = max(len(it.seqs) for it in items)
+        slot = torch.full((len(items), k), -1, dtype=torch.long)  # row of each response in the flat batch
+        ranks = torch.zeros((len(items), k), dtype=torch.long)
+        row = 0
+        for g, it in enumerate(items):
+            n = len(it.seqs)
+            slot[g, :n] = torch.arange(row, row + n)
+            ranks[g, :n] = torch.tensor(it.ranks)
+            row += n
+        return TaskBatch(pad_batch(seqs, pad_id, side), {"slot": slot, "ranks": ranks})
+
+    def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
+        slot, valid = batch.targets["slot"], batch.targets["slot"] >= 0
+        grid = out.rewards[slot.clamp(min=0)]  # [G, K]; padded slots are masked by ``valid``
+        loss = ranking(grid, batch.targets["ranks"], valid, self.loss_cfg.ties)
+        return self.regularize(loss, out.rewards)
+
+    def evaluate(self, model, items: list[EncodedRanked], pad_id, device, batch_size) -> dict:
+        flat = [s for it in items for s in it.seqs]
+        rewards, _ = score_outputs(model, flat, pad_id, device, batch_size)
+        lists, row = [], 0
+        for it in items:
+            lists.append(rewards[row:row + len(it.seqs)])
+            row += len(it.seqs)
+        m = ranked_metrics([r.numpy() for r in lists], [[-x for x in it.ranks] for it in items])
+        wins = pairs = 0
+        loss_terms = []
+        for r, it in zip(lists, items, strict=True):
+            ranks = torch.tensor(it.ranks)
+            better = ranks[:, None] < ranks[None, :]
+            d = r[:, None] - r[None, :]
+            wins += int((d[better] > 0).sum())
+            pairs += int(better.sum())
+            loss_terms.append(float(bradley_terry(d[better], torch.zeros_like(d[better]))))
+        m["ranked_pairs"] = pairs  # not "pairs": that key marks pairwise metrics in reports
+        m["pair_accuracy"] = wins / pairs if pairs else None
+        m["loss"] = sum(loss_terms) / len(loss_terms) if loss_terms else None
+        return m
+
+
+TASKS: dict[str, type[Task]] = {
+    "bradley_terry": PairTask, "log_exp": PairTask, "token_level_pairwise": PairTask, "cross_entropy": BinaryTask,
+    "mse": ScalarTask, "rmse": ScalarTask, "ranking": RankedTask, "multi_attribute_mse": MultiTask,
+}
+
+
+def make_task(cfg: RunConfig) -> Task:
+    """The task of a run, from ``loss.name`` (each loss trains on one data format)."""
+    try:
+        cls = TASKS[cfg.loss.name]
+    except KeyError:
+        raise ValueError(f"unknown loss {cfg.loss.name!r}; known: {', '.join(TASKS)}") from None
+    if cfg.loss.name == "token_level_pairwise" and cfg.model.head != "per_token":
+        raise ValueError("loss token_level_pairwise needs model.head per_token (a value at every token)")
+    return cls(cfg)

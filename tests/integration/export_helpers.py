@@ -1,0 +1,36 @@
+"""Shared by the export and interop tests: tiny rewardkit model directories and their exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..conftest import ARCH_TOKENIZER, load_test_tokenizer, tiny_config
+
+TEXT_PROMPTS = ["\n\nHuman: How do I bake bread?\n\nAssistant:", "Q: name a colour\nA:",
+                "\n\nHuman: Tell me a long story about a dragon, a knight and a very old castle.\n\nAssistant:"]
+TEXT_RESPONSES = [" Mix flour, water, yeast and salt, knead, let it rise, then bake.", " Blue",
+                  " Once upon a time."]
+CHAT_PROMPTS = [[{"role": "user", "content": "How do I make tea?"}],
+                [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]]
+CHAT_RESPONSES = [[{"role": "assistant", "content": "Boil water and steep the leaves for three minutes."}],
+                  [{"role": "assistant", "content": "4"}]]
+
+
+def make_rewardkit_dir(tokenizer_dirs, arch: str, out: Path, head_scale: float = 50.0) -> Path:
+    """A saved rewardkit model (pad token added, rewardkit.json) with a random tiny backbone. The head is scaled
+    up so that scores are O(1): reading the wrong token then moves a score far more than the 1e-4 tolerance."""
+    from rewardkit.models.reward_model import ModelMeta, model_from_config
+
+    tok = load_test_tokenizer(tokenizer_dirs, ARCH_TOKENIZER[arch])
+    kind = "encoder" if arch == "bert" else "decoder"
+    torch.manual_seed(0)
+    model = model_from_config(tiny_config(arch, len(tok)), kind, tok)
+    with torch.no_grad():
+        model._head().weight.mul_(head_scale)
+    meta = ModelMeta(kind=kind, pooling="cls" if kind == "encoder" else "last",
+                     score_token="[CLS]" if kind == "encoder" else tok.eos_token,
+                     score_token_id=None if kind == "encoder" else tok.eos_token_id, base_model=f"tiny-{arch}")
+    model.save_pretrained(out, tok, meta)
+    return out

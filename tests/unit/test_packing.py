@@ -1,0 +1,245 @@
+"""Packed rows (prompt once, responses as branches, several groups per row) give the padded computation's
+rewards and gradients, for every architecture we support."""
+
+import pytest
+import torch
+
+from rewardkit.data.collate import pad_batch
+from rewardkit.data.packing import (
+    attention_allowed,
+    pack_groups,
+    pack_pairs,
+    padded_budget_batches,
+    shared_prefix_length,
+    token_budget_batches,
+)
+from rewardkit.data.render import Renderer
+from rewardkit.data.tokenize import Encoded, SequenceEncoder
+from rewardkit.losses import token_level_pairwise
+from rewardkit.models.heads import HeadSpec
+from rewardkit.models.packed import packed_outputs, packed_rewards
+from rewardkit.models.reward_model import model_from_config
+
+from ..conftest import ARCH_TOKENIZER, DECODERS, load_test_tokenizer, tiny_config
+
+# groups of responses to one prompt: pairs and a K = 3 ranked list, with responses of different lengths
+GROUPS = [
+    ("\n\nHuman: How do I bake bread?\n\nAssistant:",
+     [" Mix flour, water, yeast and salt, knead, let it rise, then bake at 230C for about 30 minutes.",
+      " I don't know."]),
+    ("\n\nHuman: What is 2+2?\n\nAssistant:", [" 4.", " 5.", " It is four, because two and two make four."]),
+    ("\n\nHuman: Tell me a joke about the sea, a short one please.\n\nAssistant:",
+     [" Why did the ocean say nothing? It just waved.", " No."]),
+    ("Q:", [" A", " B"]),
+]
+
+
+@pytest.fixture(scope="module")
+def built():
+    """Models and encoded groups built once per module (the qwen2 vocabulary makes building slow)."""
+    return {}
+
+
+def make(arch, tokenizer_dirs, built, spec=None):
+    key = (arch, repr(spec))
+    if key not in built:
+        tok = load_test_tokenizer(tokenizer_dirs, ARCH_TOKENIZER[arch])
+        kind = "encoder" if arch == "bert" else "decoder"
+        torch.manual_seed(0)
+        model = model_from_config(tiny_config(arch, len(tok)), kind, tok, spec)
+        model.eval()  # no dropout (as in training, model.dropout: false); gradients still flow
+        encoder, renderer = SequenceEncoder(tok, kind, 128), Renderer(tok, kind)
+        groups = [[encoder.encode(renderer.render(p, r)) for r in responses] for p, responses in GROUPS]
+        built[key] = model, tok, kind, groups
+    return built[key]
+
+
+def rewards_and_grads(model, fn):
+    model.zero_grad(set_to_none=True)
+    rewards = fn()
+    # a weighted sum so every reward gets its own gradient weight (a plain sum would hide swapped rewards)
+    weights = torch.linspace(-1.0, 2.0, rewards.shape[0])
+    (rewards * weights).sum().backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return rewards.detach(), grads
+
+
+def assert_grads_close(got, want):
+    assert got.keys() == want.keys()
+    for name in want:
+        scale = want[name].abs().max().clamp_min(1e-6)
+        err = (got[name] - want[name]).abs().max() / scale
+        assert err < 1e-4, f"{name}: relative gradient error {err:.2e}"
+
+
+@pytest.mark.parametrize("arch", [*DECODERS, "bert"])
+@pytest.mark.parametrize("row_tokens", [None, 256])
+def test_packed_rewards_and_gradients_equal_padded(arch, row_tokens, tokenizer_dirs, built):
+    """row_tokens None: one group per row (rows as long as the longest group); 256: all groups in one row."""
+    model, tok, kind, groups = make(arch, tokenizer_dirs, built)
+    flat = [s for g in groups for s in g]
+    padded_r, padded_g = rewards_and_grads(model, lambda: model(pad_batch(flat, tok.pad_token_id)))
+    packed = pack_groups(groups, kind, tok.pad_token_id, row_tokens=row_tokens)
+    assert packed.num_tokens <= sum(len(s.input_ids) for s in flat)
+    if row_tokens:
+        assert packed.input_ids.shape[0] == 1  # several groups share one row (block-diagonal)
+    packed_r, packed_g = rewards_and_grads(model, lambda: packed_rewards(model, packed))
+    torch.testing.assert_close(packed_r, padded_r, rtol=1e-4, atol=1e-5)
+    assert_grads_close(packed_g, padded_g)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_eager_attention_takes_an_additive_mask_with_the_same_result(arch, tokenizer_dirs, built):
+    model, tok, kind, groups = make(arch, tokenizer_dirs, built)
+    packed = pack_groups(groups, kind, tok.pad_token_id, row_tokens=256)
+    with torch.no_grad():
+        sdpa = packed_rewards(model, packed)
+        model.transformer.set_attn_implementation("eager")
+        try:
+            eager = packed_rewards(model, packed)
+        finally:
+            model.transformer.set_attn_implementation("sdpa")
+    torch.testing.assert_close(eager, sdpa, rtol=1e-4, atol=1e-5)
+
+
+def test_the_prompt_is_computed_once_per_group(tokenizer_dirs, built):
+    _, tok, kind, groups = make("llama", tokenizer_dirs, built)
+    packed = pack_groups(groups, kind, tok.pad_token_id)
+    padded_tokens = sum(len(s.input_ids) for g in groups for s in g)
+    shared = sum((len(g) - 1) * shared_prefix_length(g) for g in groups)
+    assert shared > 0
+    assert packed.num_tokens == padded_tokens - shared
+
+
+def test_shared_prefix_is_the_common_token_ids_capped_before_the_score_token():
+    def enc(ids):
+        return Encoded(ids, None, 2, len(ids) - 1, 2)
+
+    # a BPE merge across the prompt/response boundary: token 2 differs although the prompt is 2 tokens
+    assert shared_prefix_length([enc([1, 2, 3, 4, 9]), enc([1, 2, 5, 9])]) == 2
+    assert shared_prefix_length([enc([1, 2, 3, 9]), enc([1, 2, 3, 9])]) == 3  # identical: branch = score token
+    assert shared_prefix_length([enc([1, 2, 3, 9]), enc([1, 2, 3, 4, 9]), enc([1, 7, 9])]) == 1
+
+
+def test_a_branch_sees_the_prompt_and_itself_never_a_sibling_or_another_group():
+    # row: group 0 = prefix(2) + branch1(2) + branch2(1); group 1 = prefix(1) + branch1(1) + branch2(1); 1 pad
+    grp = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1, -1]])
+    br = torch.tensor([[0, 0, 1, 1, 2, 0, 1, 2, 0]])
+    m = attention_allowed(grp, br, causal=True)[0, 0]
+    assert m[3].tolist() == [True, True, True, True, False, False, False, False, False]
+    assert m[4].tolist() == [True, True, False, False, True, False, False, False, False]
+    assert m[7].tolist() == [False] * 5 + [True, False, True, False]
+    assert m[8].tolist() == [False] * 8 + [True]  # padding attends only to itself: no empty softmax row
+    both = attention_allowed(grp, torch.zeros_like(br), causal=False)[0, 0]
+    assert both[0].tolist() == [True] * 5 + [False] * 4  # encoders: the whole block, both ways
+
+
+def test_pack_pairs_orders_rewards_chosen_then_rejected(tokenizer_dirs, built):
+    model, tok, kind, groups = make("qwen2", tokenizer_dirs, built)
+    pairs = [g[:2] for g in groups]
+    chosen, rejected = [g[0] for g in pairs], [g[1] for g in pairs]
+    with torch.no_grad():
+        padded = model(pad_batch(chosen + rejected, tok.pad_token_id))
+        packed = packed_rewards(model, pack_pairs(chosen, rejected, kind, tok.pad_token_id, row_tokens=200))
+    torch.testing.assert_close(packed, padded, rtol=1e-4, atol=1e-5)
+
+
+def test_token_budget_batches_stay_within_the_budget():
+    costs = [5, 3, 8, 2, 20, 1]
+    batches = token_budget_batches(costs, 10, list(range(6)))
+    assert batches == [[0, 1], [2, 3], [4], [5]]  # 20 > 10 gets a batch of its own
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    padded = padded_budget_batches([4, 4, 6, 2], rows_per_example=2, max_tokens=24, order=[0, 1, 2, 3])
+    assert padded == [[0, 1], [2, 3]]  # [0,1,2] would be 3 pairs x 2 rows x 6 = 36 > 24
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_packed_token_level_loss_and_gradients_equal_padded(arch, tokenizer_dirs, built):
+    """per_token head: each sequence's token values come back in the padded layout, so the token-level loss
+    (and its gradients) is the padded one; groups of 3 use all three pairs (0, 1), (0, 2), (1, 2)."""
+    model, tok, kind, groups = make(arch, tokenizer_dirs, built, spec=HeadSpec(head="per_token", pooling="last"))
+    pairs = [(g[i], g[j]) for g in groups for i in range(len(g)) for j in range(i + 1, len(g))]
+    chosen, rejected = [c for c, _ in pairs], [r for _, r in pairs]
+    starts = torch.tensor([s.response_start for s in chosen]), torch.tensor([s.response_start for s in rejected])
+
+    def padded():
+        b = pad_batch(chosen + rejected, tok.pad_token_id)
+        v, n = model.outputs(b).token_values, len(chosen)
+        return token_level_pairwise(v[:n], v[n:], b.input_ids[:n], b.input_ids[n:], b.attention_mask[:n],
+                                    b.attention_mask[n:], *starts)[None]
+
+    def packed():
+        pk = pack_pairs(chosen, rejected, kind, tok.pad_token_id, row_tokens=128)
+        v, n = packed_outputs(model, pk).token_values, len(chosen)
+        ids = pk.input_ids[pk.score_row[:, None], pk.token_col]
+        return token_level_pairwise(v[:n], v[n:], ids[:n], ids[n:], pk.token_mask[:n], pk.token_mask[n:],
+                                    *starts)[None]
+
+    want_loss, want_g = rewards_and_grads(model, padded)
+    got_loss, got_g = rewards_and_grads(model, packed)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-4, atol=1e-6)
+    assert_grads_close(got_g, want_g)
+
+
+@pytest.mark.parametrize(("arch", "spec"), [("gemma", HeadSpec(pooling="mean")),
+                                            ("bert", HeadSpec(pooling="mean")),
+                                            ("gpt2", HeadSpec(head="classifier", pooling="last"))])
+def test_packed_rewards_equal_padded_for_other_read_outs(arch, spec, tokenizer_dirs, built):
+    model, tok, kind, groups = make(arch, tokenizer_dirs, built, spec=spec)
+    flat = [s for g in groups for s in g]
+    with torch.no_grad():
+        padded = model(pad_batch(flat, tok.pad_token_id))
+        packed = packed_rewards(model, pack_groups(groups, kind, tok.pad_token_id, row_tokens=256))
+    torch.testing.assert_close(packed, padded, rtol=1e-4, atol=1e-5)
+
+
+def _train(tmp_path, model_dir, data, **train):
+    import json
+
+    import rewardkit
+
+    t = {"lr": 1e-3, "batch_size": 4, "max_steps": 4, "log_every": 1, "seed": 0, "tensorboard": False,
+         "eval_zero_shot": False, **train}
+    cfg = {"model": {"name": str(model_dir)}, "data": {"train": str(data), "max_length": 64},
+           "train": t, "output_dir": str(tmp_path)}
+    result = rewardkit.train(cfg)
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()
+              if json.loads(x)["split"] == "train"]
+    return result, losses
+
+
+def test_training_with_packing_follows_the_padded_run(tiny_model_dir, hh_file, tmp_path):
+    """Same data order, same losses step by step, same final weights (fp32 summation order aside)."""
+    from safetensors.torch import load_file
+
+    padded, padded_losses = _train(tmp_path / "padded", tiny_model_dir("llama"), hh_file)
+    packed, packed_losses = _train(tmp_path / "packed", tiny_model_dir("llama"), hh_file, packing=True)
+    assert len(packed_losses) == len(padded_losses) == 4
+    torch.testing.assert_close(torch.tensor(packed_losses), torch.tensor(padded_losses), rtol=1e-4, atol=1e-5)
+    a = load_file(str(padded.output_dir / "model" / "model.safetensors"))
+    b = load_file(str(packed.output_dir / "model" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)
+
+
+def test_token_budget_cuts_batches_by_tokens_not_pairs(tiny_model_dir, hh_file, tmp_path):
+    from rewardkit.data.packing import budget_batches
+
+    result, losses = _train(tmp_path, tiny_model_dir("llama"), hh_file, packing=True, max_tokens_per_batch=200,
+                            max_steps=3)
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    # the batches the run drew from: within budget (or single over-long pairs), every pair exactly once
+    from rewardkit.config import load_config
+    from rewardkit.data.dataset import encode_pairs, load_pairs
+    from rewardkit.data.render import Renderer
+    from rewardkit.data.tokenize import SequenceEncoder
+
+    cfg = load_config(tmp_path / "config.yaml")
+    tok = result.scorer.tokenizer
+    pairs = encode_pairs(load_pairs(cfg.data.train, cfg.data), Renderer(tok, "decoder"),
+                         SequenceEncoder(tok, "decoder", 64))
+    batches = budget_batches(pairs, 200, packed=True, kind="decoder")
+    assert sorted(i for b in batches for i in b) == list(range(len(pairs)))
+    assert len(batches) > 1 and max(len(b) for b in batches) > 4  # more pairs than batch_size where short
+    packed = [pack_pairs([pairs[i].chosen for i in b], [pairs[i].rejected for i in b], "decoder", 0) for b in batches]
+    assert all(p.num_tokens <= 200 or len(b) == 1 for p, b in zip(packed, batches, strict=True))
