@@ -53,7 +53,7 @@ def build_pairs(variant: str, n: int):
     from rewardkit.data.dataset import load_pairs
     from rewardkit.data.formats import Pair
 
-    data = DataConfig(train=SplitConfig(path="builtin:hh-rlhf-harmless"))
+    data = DataConfig(train=SplitConfig(path="builtin:hh-rlhf-harmless"), on_invalid="skip")
     pairs = load_pairs(data.train, data)
     if variant == "hh":
         return pairs[:n]

@@ -35,7 +35,18 @@ def cmd_train(args, overrides: list[str]) -> int:
     from .config import load_config
 
     cfg = load_config(args.config, overrides)
+    if args.num_processes or args.accelerate_config:  # re-run through Accelerate's launcher (DDP/FSDP/DeepSpeed)
+        import subprocess
+
+        from .training.distributed import relaunch_command
+
+        cmd = relaunch_command(args.config, overrides, args.num_processes, args.accelerate_config, args.resume)
+        return subprocess.run(cmd).returncode
     result = train(cfg, resume=args.resume)
+    from .training.distributed import is_main_launch
+
+    if not is_main_launch():  # every process has the metrics; one prints them
+        return 0
     m = result.metrics
     if m.get("eval") and "pairs" not in m["eval"]:  # binary, scalar, multi or ranked data: their own metrics
         flat = {k: v for k, v in m["eval"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -58,8 +69,9 @@ def cmd_eval(args, overrides: list[str]) -> int:
 
     from .config import DataConfig, SplitConfig, from_dict
     from .eval.evaluate import (
+        PairEvaluation,
         attach_normalization,
-        evaluate_pair_file,
+        evaluate_file,
         fit_normalization,
         save_normalization,
         training_log_for,
@@ -67,28 +79,48 @@ def cmd_eval(args, overrides: list[str]) -> int:
     from .serve.scorer import Scorer
 
     scorer = Scorer.from_pretrained(args.model)
-    data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid})
+    data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid, "format": args.format})
     split = SplitConfig(path=args.data, start=args.start, stop=args.stop)
-    ev = evaluate_pair_file(scorer, split, data_cfg, by=args.by, n_boot=args.bootstrap, seed=args.seed,
-                            show_progress=not args.json)
+    ev = evaluate_file(scorer, split, data_cfg, by=args.by, n_boot=args.bootstrap, seed=args.seed,
+                       show_progress=not args.json)
+    pairs = isinstance(ev, PairEvaluation)
     if args.fit_normalization:
-        norm = fit_normalization(np.r_[ev.r_chosen, ev.r_rejected], ev.data)
+        flat = np.r_[ev.r_chosen, ev.r_rejected] if pairs else np.hstack([np.ravel(r) for r in ev.rewards])
+        norm = fit_normalization(flat, ev.data)
         save_normalization(args.model, norm)
-        attach_normalization(ev, norm)
+        if pairs:
+            attach_normalization(ev, norm)
+        else:
+            ev.metrics["normalization"] = norm
     m = ev.metrics
     if args.report:
-        from .eval.report import write_report
+        from .eval.report import write_examples_report, write_report
 
-        path = write_report(ev, args.report, training_log=training_log_for(args.model), worst=args.worst,
-                            title=f"rewardkit evaluation: {args.model} on {ev.data}")
+        title = f"rewardkit evaluation: {args.model} on {ev.data}"
+        path = (write_report(ev, args.report, training_log=training_log_for(args.model), worst=args.worst,
+                             title=title) if pairs else write_examples_report(ev, args.report, title=title))
         m["report"] = str(path)
     if args.json:
         print(json.dumps(m, allow_nan=False))
         return 0
-    print(_eval_summary(m))
+    print(_eval_summary(m) if pairs else _examples_summary(m))
     if args.report:
         print(f"report: {m['report']}")
     return 0
+
+
+def _examples_summary(m: dict) -> str:
+    keys = {"binary": ("accuracy", "precision", "recall", "f1", "auc", "ece", "brier"),
+            "scalar": ("mse", "rmse", "pearson", "spearman"),
+            "ranked": ("kendall_tau", "spearman", "top1_accuracy")}[m["format"]]
+    lines = [f"{m['format']}: {m['examples_scored']} examples scored ({m['examples_dropped']} dropped as over-long); "
+             "95% bootstrap intervals"]
+    lines += [f"  {k:14s} {_ci_text(m, k)}" for k in keys]
+    if "by" in m:
+        head = keys[0]
+        lines.append(f"by {m['by']['column']}:")
+        lines += [f"  {g:20s} {head} {_ci_text(v, head)}" for g, v in m["by"]["groups"].items()]
+    return "\n".join(lines)
 
 
 def _ci_text(m: dict, key: str) -> str:
@@ -191,15 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a reward model. Any config field can be overridden: --train.lr 3e-5")
     t.add_argument("config", help="YAML config file (see configs/)")
     t.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    t.add_argument("--num-processes", type=int, default=None,
+                   help="data-parallel processes: re-runs itself through `accelerate launch` (GPUs, or gloo on CPU)")
+    t.add_argument("--accelerate-config", default=None,
+                   help="Accelerate config file for the launch, e.g. configs/accelerate/fsdp.yaml")
     t.set_defaults(func=cmd_train, overrides=True)
 
-    e = sub.add_parser("eval", help="evaluate a saved model on pairwise data")
+    e = sub.add_parser("eval", help="evaluate a saved model: pairs, binary labels, scalar ratings, ranked lists")
     e.add_argument("model", help="model directory or training run directory")
-    e.add_argument("data", help="data file with pairs")
+    e.add_argument("data", help="data file (pairs get the full report with figures)")
     e.add_argument("--start", type=int, default=0)
     e.add_argument("--stop", type=int, default=None)
     e.add_argument("--on-invalid", choices=["error", "skip"], default="error")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    e.add_argument("--format", choices=["auto", "pairs", "binary", "scalar", "ranked"], default="auto",
+                   help="what a record holds (auto: detected from the first record)")
     e.add_argument("--report", metavar="DIR", help="write report.html (figures embedded), the PNGs and "
                    "metrics.json to DIR")
     e.add_argument("--by", metavar="COLUMN", help="also break the metrics down by this record column (e.g. subset)")

@@ -164,3 +164,56 @@ def test_report_shows_every_figure_in_headless_chromium(report_dir, tmp_path):
     images = json.loads(html.unescape(found.group(1)))
     assert len(images) == len(list(report_dir.glob("*.png")))
     assert all(i["complete"] and i["w"] > 0 and i["h"] > 0 for i in images), images
+
+
+def _qa():
+    return [("\n\nHuman: How do I bake bread?\n\nAssistant:", " Mix flour, water and yeast, then bake it."),
+            ("\n\nHuman: What is 2+2?\n\nAssistant:", " 4."),
+            ("\n\nHuman: What is 2+2?\n\nAssistant:", " 5."),
+            ("\n\nHuman: Tell me a joke.\n\nAssistant:", " No."),
+            ("\n\nHuman: Tell me a joke.\n\nAssistant:", " Why did the scarecrow win an award? Outstanding field."),
+            ("\n\nHuman: Can you help me hurt someone?\n\nAssistant:", " Sure, here is how.")]
+
+
+def _write(tmp_path, rows) -> Path:
+    p = tmp_path / "data.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p
+
+
+def test_eval_binary_labels_through_the_cli(run_dir, tmp_path, capsys):
+    from rewardkit.eval.metrics import binary_metrics
+
+    labels = [1, 1, 0, 0, 1, 0]
+    rows = [{"prompt": p, "response": r, "label": y, "subset": "a" if i < 3 else "b"}
+            for i, ((p, r), y) in enumerate(zip(_qa(), labels, strict=True))]
+    m = _eval_json(capsys, run_dir, _write(tmp_path, rows), "--bootstrap", "50", "--by", "subset")
+    rewards = rewardkit.load_model(run_dir).score([p for p, _ in _qa()], [r for _, r in _qa()])
+    direct = binary_metrics(rewards, labels)
+    assert m["format"] == "binary" and m["examples_scored"] == 6
+    for key in ("accuracy", "precision", "recall", "f1", "auc", "ece", "brier"):
+        assert m[key] == pytest.approx(direct[key], abs=1e-6) if direct[key] is not None else m[key] is None
+    assert set(m["by"]["groups"]) == {"a", "b"} and m["by"]["groups"]["a"]["n"] == 3
+
+
+def test_eval_scalar_ratings_and_ranked_lists_through_the_cli(run_dir, tmp_path, capsys):
+    from rewardkit.eval.metrics import ranked_metrics, scalar_metrics
+
+    qa = _qa()
+    scores = [4.0, 5.0, 1.0, 2.0, 3.5, 0.0]
+    rows = [{"prompt": p, "response": r, "score": s} for (p, r), s in zip(qa, scores, strict=True)]
+    m = _eval_json(capsys, run_dir, _write(tmp_path, rows), "--bootstrap", "50")
+    rewards = rewardkit.load_model(run_dir).score([p for p, _ in qa], [r for _, r in qa])
+    direct = scalar_metrics(rewards, scores)
+    assert m["format"] == "scalar" and m["n"] == 6
+    assert m["mse"] == pytest.approx(direct["mse"], rel=1e-6) and m["pearson"] == pytest.approx(direct["pearson"])
+
+    ranked = [{"prompt": qa[1][0], "responses": [qa[1][1], qa[2][1]], "ranks": [0, 1]},
+              {"prompt": qa[3][0], "responses": [qa[3][1], qa[4][1]], "ranks": [1, 0]}]
+    rk = tmp_path / "ranked"
+    rk.mkdir()
+    m = _eval_json(capsys, run_dir, _write(rk, ranked), "--bootstrap", "20")
+    direct = ranked_metrics([rewards[1:3], rewards[3:5]], [[0, -1], [-1, 0]])
+    assert m["format"] == "ranked" and m["prompts"] == 2
+    assert m["top1_accuracy"] == pytest.approx(direct["top1_accuracy"])
+    assert m["kendall_tau"] == pytest.approx(direct["kendall_tau"])

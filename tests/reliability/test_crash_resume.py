@@ -27,7 +27,7 @@ from rewardkit.training.checkpoint import FAULT_ENV, MARKER, list_checkpoints
 
 from ..conftest import REPO
 
-MAX_STEPS = 120
+MAX_STEPS = 40
 SAVE_EVERY = 5
 
 
@@ -45,11 +45,13 @@ def _config(tmp_path: Path, name: str, model_dir: Path, data: Path) -> Path:
 
 def _start(cfg: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rewardkit", "train", str(cfg), *extra], cwd=REPO,
-                            env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})},
+                            # one thread: the kill points need no speed, and fp32 CPU results stay comparable
+                            env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+                                 **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 120.0) -> None:
+def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 300.0) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if ready():
@@ -103,11 +105,13 @@ def test_sigkill_mid_checkpoint_and_mid_run_then_resume_gives_the_uninterrupted_
     assert killed_at < MAX_STEPS and not (run / "summary.json").exists(), "the run finished before the kill"
     assert not partial.exists()  # the stale temporary directory was replaced when step 10 was written again
 
-    # 3. resumed to the end
+    # 3. resumed to the end, from the newest complete checkpoint
+    newest = list_checkpoints(ckpts)[-1]
+    assert int(newest.name.split("-")[1]) >= 20
     proc = _start(cfg, "--resume")
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
-    assert f"resumed from {ckpts / list_checkpoints(ckpts)[0].name}" not in err or True
+    assert f"resumed from {newest} at step" in err
     got = load_file(str(run / "model" / "model.safetensors"))
     assert got.keys() == expected.keys()
     for k in expected:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -17,13 +17,27 @@ import numpy as np
 from ..config import DataConfig, SplitConfig
 from ..data.dataset import encode_pairs
 from ..data.errors import DataError, SkipReport
-from ..data.formats import Pair, Text, parse_pairs
+from ..data.examples import read_examples
+from ..data.formats import Example, Format, Pair, Text
 from ..data.readers import Record, read_records
+from ..data.tokenize import Dropped
 from ..models.reward_model import ModelMeta
 from ..serve.scorer import Scorer, resolve_model_dir
-from .metrics import distribution, pair_calibration, pairwise_breakdown, pairwise_report
+from .metrics import (
+    binary_metrics,
+    bootstrap_ci,
+    breakdown,
+    distribution,
+    pair_calibration,
+    pairwise_breakdown,
+    pairwise_report,
+    ranked_metrics,
+    scalar_metrics,
+)
 
 log = logging.getLogger(__name__)
+MISSING = "(not in the record)"
+"""Breakdown group of an example an adapter built without a source record of its own."""
 
 
 @dataclass
@@ -62,17 +76,19 @@ def _capture_column(records: Iterable[Record], column: str, out: dict[str, str])
         yield rec
 
 
-def load_pairs_with_column(split: SplitConfig, data: DataConfig, report: SkipReport,
-                           by: str | None) -> tuple[list[Pair], dict[str, str]]:
-    """Pairs of ``split`` and, when ``by`` is given, that column's value per record (keyed by ``where``)."""
+def load_eval_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
+                       by: str | None) -> tuple[Format, list[Example], dict[str, str]]:
+    """Typed examples of ``split`` (format from ``data.format`` or detected, adapters applied) and, when ``by``
+    is given, that column's value per record keyed by ``where``."""
     groups: dict[str, str] = {}
     records: Iterable[Record] = islice(read_records(split.path, data.on_invalid, report), split.start, split.stop)
     if by:
         records = _capture_column(records, by, groups)
-    pairs = list(parse_pairs(records, data.fields, data.on_invalid, report))
-    if not pairs:
-        raise DataError(split.path, None, None, "no usable pairs (the file or the row range is empty)", "empty")
-    return pairs, groups
+    fmt, examples = read_examples(replace(split, start=0, stop=None), data, report, records=records)
+    if not examples:
+        raise DataError(split.path, None, None, f"no usable examples (the file or the row range is empty, or every "
+                        f"record was skipped: {dict(report.skipped)})", "empty")
+    return fmt, examples, groups
 
 
 def _normalized_view(r_c: np.ndarray, r_r: np.ndarray, norm: dict) -> dict:
@@ -89,36 +105,160 @@ def evaluate_pair_file(scorer: Scorer, split: SplitConfig, data: DataConfig | No
                        n_boot: int = 1000, seed: int = 0, show_progress: bool = False) -> PairEvaluation:
     """Score every pair of ``split`` with ``scorer`` and compute :func:`pairwise_report` (plus a breakdown by
     column ``by`` and the normalised view when the model carries normalisation statistics)."""
-    data = data or DataConfig()
-    report = SkipReport()
-    scorer.encoder.stats.counts.clear()
-    parsed, group_of = load_pairs_with_column(split, data, report, by)
+    ev = evaluate_file(scorer, split, data, by=by, n_boot=n_boot, seed=seed, show_progress=show_progress)
+    if not isinstance(ev, PairEvaluation):
+        raise ValueError(f"{split.path}: holds {ev.format} examples, not pairs; use evaluate_file")
+    return ev
+
+
+def _evaluate_pairs(scorer: Scorer, split: SplitConfig, parsed: list[Pair], group_of: dict[str, str] | None,
+                    by: str | None, report: SkipReport, n_boot: int, seed: int, show_progress: bool) -> PairEvaluation:
     by_where = {p.where: p for p in parsed}
     encoded = encode_pairs(parsed, scorer.renderer, scorer.encoder)
     if not encoded:
         raise DataError(split.path, None, None, "every pair was dropped by the over-length policy", "empty")
-    seqs = [p.chosen for p in encoded] + [p.rejected for p in encoded]
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(seqs), desc="score", unit="seq", disable=not show_progress, dynamic_ncols=True) as bar:
-        rewards = np.asarray(scorer.score_encoded(seqs, bar.update), dtype=np.float64)
+    rewards = _score(scorer, [p.chosen for p in encoded] + [p.rejected for p in encoded], show_progress)
     n = len(encoded)
     r_c, r_r = rewards[:n], rewards[n:]
     len_c = np.array([p.chosen_chars for p in encoded], dtype=np.float64)
     len_r = np.array([p.rejected_chars for p in encoded], dtype=np.float64)
     metrics = pairwise_report(r_c, r_r, len_c, len_r, n_boot=n_boot, seed=seed)
-    groups = [group_of[p.where] for p in encoded] if by else None
+    groups = [group_of.get(p.where, MISSING) for p in encoded] if group_of is not None else None
     if groups is not None:
         metrics["by"] = {"column": by, "groups": pairwise_breakdown(r_c, r_r, groups, n_boot=n_boot, seed=seed)}
     norm = scorer.meta.normalization
     if norm:
         metrics["normalized"] = _normalized_view(r_c, r_r, norm)
-    where = f"{split.path}[{split.start}:{'' if split.stop is None else split.stop}]"
+    where = _describe(split)
     metrics["data"] = {"source": where, "pairs_read": len(parsed), "pairs_scored": n}
     metrics["invalid"] = report.summary()
     metrics["truncation"] = scorer.encoder.stats.summary()
     return PairEvaluation(data=where, pairs=[by_where[p.where] for p in encoded], r_chosen=r_c, r_rejected=r_r,
                           chosen_len=len_c, rejected_len=len_r, metrics=metrics, groups=groups, normalization=norm)
+
+
+@dataclass
+class ExampleEvaluation:
+    """Metrics for binary, scalar or ranked data (the HTML report covers pairs)."""
+
+    data: str
+    format: str
+    metrics: dict
+    rewards: list = field(default_factory=list)
+    """One reward per response (ranked: one list per prompt), for the examples that were scored."""
+
+
+def _encode_all(scorer: Scorer, items: list[tuple[Text, Text, str]]) -> list:
+    """Encoded sequence per (prompt, response, where), or None where the over-length policy dropped it."""
+    out = []
+    for prompt, response, where in items:
+        try:
+            out.append(scorer.encoder.encode(scorer.renderer.render(prompt, response), where))
+        except Dropped:
+            out.append(None)
+    return out
+
+
+def _score(scorer: Scorer, seqs: list, show_progress: bool) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(seqs), desc="score", unit="seq", disable=not show_progress, dynamic_ncols=True) as bar:
+        return np.asarray(scorer.score_encoded(seqs, bar.update), dtype=np.float64)
+
+
+_HEADLINE = {"binary": ("accuracy", "auc", "f1"), "scalar": ("pearson", "spearman", "rmse"),
+             "ranked": ("kendall_tau", "spearman", "top1_accuracy")}
+
+
+def evaluate_examples(scorer: Scorer, fmt: Format, examples: list[Example], *, groups: dict[str, str] | None = None,
+                      n_boot: int = 1000, seed: int = 0, show_progress: bool = False) -> tuple[dict, list]:
+    """Metrics for binary labels (reward as the logit of P(label = 1)), scalar ratings (reward against the
+    rating) or ranked lists (reward order against the gold ranks, per prompt); bootstrap intervals resample
+    examples (ranked: prompts). Examples with a response dropped by the over-length policy are left out."""
+    if fmt == "multi":
+        raise ValueError("multi-attribute ratings: `rewardkit eval` scores one reward per response; compare "
+                         "per-attribute outputs with rewardkit.eval.metrics.multi_attribute_metrics")
+    if fmt not in _HEADLINE:
+        raise ValueError(f"no evaluation for data format {fmt!r}")
+    if fmt == "ranked":
+        items = [(e.prompt, r, e.where) for e in examples for r in e.responses]
+    else:
+        items = [(e.prompt, e.response, e.where) for e in examples]
+    encoded = _encode_all(scorer, items)
+    rewards = _score(scorer, [x for x in encoded if x is not None], show_progress)
+    it = iter(rewards.tolist())
+    flat = [next(it) if x is not None else None for x in encoded]
+    if fmt == "ranked":
+        per, kept, start = [], [], 0
+        for e in examples:
+            rs = flat[start:start + len(e.responses)]
+            start += len(e.responses)
+            if None not in rs:
+                per.append(rs)
+                kept.append(e)
+        gold = [[-float(r) for r in e.ranks] for e in kept]  # rank 0 is the best: higher gold is better
+
+        def metric(idx: np.ndarray) -> dict:
+            return ranked_metrics([per[i] for i in idx], [gold[i] for i in idx])
+        scored = per
+    else:
+        kept = [e for e, r in zip(examples, flat, strict=True) if r is not None]
+        scored = [r for r in flat if r is not None]
+        r_arr = np.asarray(scored, dtype=np.float64)
+        if fmt == "binary":
+            y = np.array([e.label for e in kept])
+
+            def metric(idx: np.ndarray) -> dict:
+                return binary_metrics(r_arr[idx], y[idx])
+        else:
+            t = np.array([e.score for e in kept], dtype=np.float64)
+
+            def metric(idx: np.ndarray) -> dict:
+                return scalar_metrics(r_arr[idx], t[idx])
+    if not kept:
+        raise ValueError("every example was dropped by the over-length policy")
+    n = len(kept)
+    out = metric(np.arange(n))
+    for key in _HEADLINE[fmt]:
+        if out.get(key) is not None:
+            out[f"{key}_ci"] = bootstrap_ci(lambda i, k=key: _nan(metric(i).get(k)), n, n_boot, seed)
+    out["format"] = fmt
+    out["examples_scored"] = n
+    out["examples_dropped"] = len(examples) - n
+    if groups is not None:
+        names = [groups.get(e.where, MISSING) for e in kept]
+        out["by"] = {"groups": breakdown(names, metric)}
+    return out, scored
+
+
+def _nan(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def evaluate_file(scorer: Scorer, split: SplitConfig, data: DataConfig | None = None, *, by: str | None = None,
+                  n_boot: int = 1000, seed: int = 0, show_progress: bool = False) -> PairEvaluation | ExampleEvaluation:
+    """Evaluate ``split`` in whatever format it holds: pairs get the full :class:`PairEvaluation` (and the
+    HTML report), binary / scalar / ranked data an :class:`ExampleEvaluation`."""
+    data = data or DataConfig()
+    report = SkipReport()
+    scorer.encoder.stats.counts.clear()
+    fmt, examples, group_of = load_eval_examples(split, data, report, by)
+    if fmt == "pairs":
+        return _evaluate_pairs(scorer, split, examples, group_of if by else None, by, report, n_boot, seed,
+                               show_progress)
+    metrics, scored = evaluate_examples(scorer, fmt, examples, groups=group_of if by else None, n_boot=n_boot,
+                                        seed=seed, show_progress=show_progress)
+    if by:
+        metrics["by"]["column"] = by
+    where = _describe(split)
+    metrics["data"] = {"source": where, "examples_read": len(examples)}
+    metrics["invalid"] = report.summary()
+    metrics["truncation"] = scorer.encoder.stats.summary()
+    return ExampleEvaluation(data=where, format=fmt, metrics=metrics, rewards=scored)
+
+
+def _describe(split: SplitConfig) -> str:
+    return f"{split.path}[{split.start}:{'' if split.stop is None else split.stop}]"
 
 
 def attach_normalization(ev: PairEvaluation, norm: dict) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import PairEvaluation, text_of
+from .evaluate import ExampleEvaluation, PairEvaluation, text_of
 
 log = logging.getLogger(__name__)
 
@@ -352,4 +352,33 @@ def write_report(ev: PairEvaluation, out_dir: str | Path, *, training_log: Path 
     path = out / "report.html"
     path.write_text(render_html(ev, figures, title, worst), encoding="utf-8")
     log.info("report written to %s (%d figures)", path, len(figures))
+    return path
+
+
+def write_examples_report(ev: ExampleEvaluation, out_dir: str | Path, *, title: str = "rewardkit evaluation") -> Path:
+    """Binary, scalar or ranked data: ``metrics.json`` and an HTML page of metric tables (no figures yet)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    m = ev.metrics
+    (out / "metrics.json").write_text(json.dumps(m, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    skip = {"by", "data", "invalid", "truncation", "calibration", "attributes", "mean"}
+    rows = [[html.escape(k), _ci(m, k)] for k, v in m.items()
+            if k not in skip and not k.endswith("_ci") and not isinstance(v, (dict, list))]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p class=note>data: {html.escape(ev.data)} ({html.escape(ev.format)}); intervals: 95% percentile "
+             "bootstrap (seeded).</p>", _table(["metric", "value [95% CI]"], rows)]
+    if "calibration" in m:
+        parts.append(_table(["confidence bin", "examples", "mean confidence", "accuracy"],
+                            [[f"[{r['lo']:.2f}, {r['hi']:.2f})", str(r["count"]), _fmt(r["confidence"]),
+                              _fmt(r["accuracy"])] for r in m["calibration"]["table"]]))
+    if "by" in m:
+        groups = m["by"]["groups"]
+        keys = [k for k in next(iter(groups.values())) if not isinstance(next(iter(groups.values()))[k], (dict, list))]
+        parts.append(f"<h2>By {html.escape(m['by'].get('column', ''))}</h2>")
+        parts.append(_table([m["by"].get("column", "group")] + keys,
+                            [[html.escape(g)] + [_fmt(v.get(k)) for k in keys] for g, v in groups.items()]))
+    parts.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -165,7 +165,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
         if not torch.isfinite(p).all():
             raise FloatingPointError(f"refusing to export: parameter {name} has NaN or infinite values")
     hf = hf.to(_DTYPES[dtype])
-    tok = copy.deepcopy(src.tokenizer)
+    tok = src.tokenizer  # changed in place below: the source is not used after this point
     hf.config.pad_token_id = tok.pad_token_id
     hf.config.num_labels = 1
     hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
@@ -237,10 +237,9 @@ def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: st
         raise ExportError(f"{out}: the exported model's scores differ from the source by {fidelity:.3g} "
                           f"(at most {FIDELITY_TOL[dtype]} allowed for {dtype})")
     if compatible:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(out)
-        hf = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
+        # rewardkit loaded these with AutoTokenizer and AutoModelForSequenceClassification (fp32), as a consumer
+        # would; the consumer's forward is the transformers class's own (last non-pad token, its own head)
+        tok, hf = exported.tokenizer, exported.model.transformer
         consumer = []
         with torch.no_grad():
             for p, r in probes:

@@ -33,6 +33,16 @@ from ..models.packed import select_attention
 from ..models.reward_model import ModelMeta, RewardModel, build_model
 from ..serve.scorer import Scorer, score_sequences
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .distributed import (
+    LocalBatch,
+    eval_model,
+    full_state_dict,
+    global_mean_loss,
+    local_batch,
+    make_accelerator,
+    score_pairs_sharded,
+    shards_parameters,
+)
 from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
 from .tasks import PairTask, make_task
@@ -62,7 +72,14 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
                   group_by_length: bool = True, mega: int = 32) -> list[list[int]]:
-    """This process's micro-batches for one epoch, the same on every rerun with the same seed.
+    """This process's micro-batches for one epoch, the same on every rerun with the same seed."""
+    return [b.indices for b in epoch_local_batches(lengths, batch_size, seed, epoch, rank, world, group_by_length,
+                                                   mega)]
+
+
+def epoch_local_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                        group_by_length: bool = True, mega: int = 32) -> list[LocalBatch]:
+    """This process's micro-batches for one epoch, with their loss weights (``distributed.local_batch``).
 
     A seeded permutation is cut into global batches of ``batch_size * world`` pairs, each process taking its
     own slice. With ``group_by_length`` the permutation is first cut into mega-batches of ``mega`` global
@@ -80,14 +97,20 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, ra
     if group_by_length:
         order = torch.randperm(len(chunks), generator=g).tolist()
         chunks = [chunks[i] for i in order]
-    return [c[rank * batch_size:(rank + 1) * batch_size] or c[:batch_size] for c in chunks]
+    return [local_batch(c, rank, world, batch_size) for c in chunks]
 
 
-def evaluate_pairs(model: RewardModel, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int) -> dict:
-    seqs = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    rewards = score_sequences(model, seqs, pad_id, device, max_tokens=batch_pairs * 2 * 512,
-                              max_batch=batch_pairs * 2)
+def evaluate_pairs(model: RewardModel, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int,
+                   accelerator=None) -> dict:
+    """Pairwise metrics; with several processes each scores its shard and every pair counts once."""
     n = len(pairs)
+    if accelerator is not None and accelerator.num_processes > 1:
+        chosen, rejected = score_pairs_sharded(accelerator, model, pairs, pad_id, batch_pairs)
+        rewards = chosen + rejected
+    else:
+        seqs = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        rewards = score_sequences(model, seqs, pad_id, device, max_tokens=batch_pairs * 2 * 512,
+                                  max_batch=batch_pairs * 2)
     m = pairwise_metrics(rewards[:n], rewards[n:])
     if n:  # both O(n log n) on rewards already computed: cheap next to the forward passes
         m["auc"] = pairwise_auc(rewards[:n], rewards[n:])
@@ -129,13 +152,12 @@ class _Logger:
 
 def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainResult:
     """Train a pairwise reward model as ``config`` says; returns the model and its held-out metrics."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     cfg = _as_config(config)
     tc = cfg.train
-    accelerator = Accelerator(gradient_accumulation_steps=1)
+    accelerator = make_accelerator()  # also multi-process on CPU (gloo); see training/distributed.py
     device, main = accelerator.device, accelerator.is_main_process
     out = Path(cfg.output_dir)
     if not resume and list_checkpoints(out / "checkpoints"):
@@ -176,6 +198,9 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     lengths = [task.length(p) for p in train_pairs]
     if (tc.packing or tc.max_tokens_per_batch) and (not pairwise or world > 1):
         raise ValueError("train.packing and train.max_tokens_per_batch support pairwise losses on one process")
+    if (tc.save_every or resume) and shards_parameters(accelerator):
+        raise ValueError("train.save_every and --resume are not supported yet with FSDP or DeepSpeed ZeRO-3 "
+                         "(the checkpoint format holds full weights); the final model is saved")
     if tc.packing:
         select_attention(model, tc.attention, device)
     fixed_batches = (budget_batches(train_pairs, tc.max_tokens_per_batch, tc.packing, kind)
@@ -190,7 +215,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
 
     def evaluate() -> dict:
         if isinstance(task, PairTask):
-            return evaluate_pairs(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
+            return evaluate_pairs(eval_model(accelerator, model, raw_model), eval_pairs, pad_id, device,
+                                  tc.eval_batch_size, accelerator)
         return task.evaluate(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
     pad_id = tokenizer.pad_token_id
     logger = _Logger(out, main, tc.tensorboard, append=resume)
@@ -215,15 +241,17 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not main, dynamic_ncols=True)
     model.train()
     seen_pairs, t0, loss_acc = 0, time.time(), []
-    batches_cache: dict[int, list[list[int]]] = {}
+    batches_cache: dict[int, list[LocalBatch]] = {}
     guard = NonFiniteGuard.from_state(tc.on_nonfinite, state.get("nonfinite"))
     step_sources: list[str] = []
     while state["step"] < total_steps:
         epoch, index = divmod(state["micro_batch"], per_epoch)
         if epoch not in batches_cache:
-            batches_cache = {epoch: shuffled_batches(fixed_batches, tc.seed, epoch) if fixed_batches else
-                             epoch_batches(lengths, tc.batch_size, tc.seed, epoch, rank, world, tc.group_by_length)}
-        idx = batches_cache[epoch][index]
+            batches_cache = {epoch: [LocalBatch(b, 1.0) for b in shuffled_batches(fixed_batches, tc.seed, epoch)]
+                             if fixed_batches else epoch_local_batches(lengths, tc.batch_size, tc.seed, epoch, rank,
+                                                                       world, tc.group_by_length)}
+        local = batches_cache[epoch][index]  # weight: this process's share of the global batch (0 for a repeat)
+        idx = local.indices
         chunk = [train_pairs[i] for i in idx]
         if pairwise:
             margin_default = cfg.loss.margin
@@ -254,10 +282,10 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
             sources = [p.where for p in chunk]
             loss_ok = guard.ok(loss, "loss", state["step"] + 1, state["micro_batch"], sources, accelerator)
             if loss_ok:
-                accelerator.backward(loss / tc.grad_accum)
+                accelerator.backward(loss * local.weight / tc.grad_accum)
                 step_sources += sources
-        if loss_ok:
-            loss_acc.append(loss.item())
+        if loss_ok and local.weight:
+            loss_acc.append((loss.item() * len(idx), len(idx)))
         seen_pairs += b * world
         state["micro_batch"] += 1
         if not sync:
@@ -275,8 +303,10 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
         state["step"] += 1
         step = state["step"]
         rate = seen_pairs / max(time.time() - t0, 1e-9)
-        mean_loss = sum(loss_acc) / len(loss_acc) if loss_acc else None  # None: every batch was skipped
-        bar.set_postfix(loss=f"{mean_loss:.4f}" if loss_acc else "skipped", pairs_s=f"{rate:.1f}")
+        # mean over every process's pairs (a collective: every process runs it); None: every batch was skipped
+        mean_loss = global_mean_loss(accelerator, [x for x, _ in loss_acc], [n for _, n in loss_acc])
+        mean_loss = None if math.isnan(mean_loss) else mean_loss
+        bar.set_postfix(loss=f"{mean_loss:.4f}" if mean_loss is not None else "skipped", pairs_s=f"{rate:.1f}")
         bar.update(1)
         if step % tc.log_every == 0 or step == total_steps:
             logger.write(step, "train", {"loss": mean_loss, "lr": scheduler.get_last_lr()[0], "pairs_per_s": rate})
@@ -284,7 +314,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
         if eval_pairs and tc.eval_every and step % tc.eval_every == 0 and step != total_steps:
             m = evaluate()
             logger.write(step, "eval", m)
-            bar.write(f"step {step}: eval {task.primary} {m.get(task.primary)} loss {m.get('loss')}")
+            if main:
+                bar.write(f"step {step}: eval {task.primary} {m.get(task.primary)} loss {m.get('loss')}")
         if tc.save_every and step % tc.save_every == 0 and step != total_steps:
             accelerator.wait_for_everyone()
             if main:
@@ -308,11 +339,19 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
                "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32",
                "nonfinite": guard.state()}
     accelerator.wait_for_everyone()
+    sharded = shards_parameters(accelerator)
+    full = full_state_dict(accelerator, model) if sharded else None  # FSDP / ZeRO-3: gathered, collective
     if main:
-        raw_model.save_pretrained(out / "model", tokenizer, meta)
+        saved = raw_model
+        if sharded:  # no process holds the weights: load the gathered ones into a plain copy to save them
+            saved = build_model(cfg.model, seed=tc.seed)[0]
+            saved.load_state_dict(full)
+        saved.save_pretrained(out / "model", tokenizer, meta)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     logger.close()
-    scorer = Scorer(raw_model, tokenizer, meta, device=device)
+    accelerator.wait_for_everyone()
+    scorer = (Scorer.from_pretrained(out / "model", device=device) if sharded else
+              Scorer(raw_model, tokenizer, meta, device=device))
     return TrainResult(scorer=scorer, metrics=summary, output_dir=out)
 
 
