@@ -127,11 +127,12 @@ def worker(spec: dict) -> dict:
     pairs = sum(len(b) for b in timed)
     real = sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for b in timed for p in b)
     if spec["tool"] == "trl":
-        seconds, losses, computed, width = run_trl(model, tok, batches, spec)
+        seconds, cpu, losses, computed, width = run_trl(model, tok, batches, spec)
     else:
-        seconds, losses, computed, width = run_rewardkit(model, tok, batches, spec, spec["tool"] == "rewardkit")
+        seconds, cpu, losses, computed, width = run_rewardkit(model, tok, batches, spec, spec["tool"] == "rewardkit")
     fpt = flops_per_token(model, width / 2)
     return {"tool": spec["tool"], "size": spec["size"], "variant": spec["variant"], "seconds": seconds,
+            "cpu_seconds": cpu,
             "pairs": pairs, "real_tokens": real, "computed_tokens": computed, "flops": fpt * computed,
             "losses": losses, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -156,9 +157,9 @@ def run_rewardkit(model, tok, batches, spec, packed: bool):
         select_attention(model, "auto", torch.device("cpu"))
     opt, sched = _optimizer(model, len(batches), spec["lr"])
     model.train()
-    seconds, losses, computed, widths = 0.0, [], 0, []
+    seconds, cpu, losses, computed, widths = 0.0, 0.0, [], 0, []
     for i, chunk in enumerate(batches):
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), time.process_time()
         c, r = [p.chosen for p in chunk], [p.rejected for p in chunk]
         if packed:  # what the trainer does with train.packing: true
             batch = packed_pair_batch(c, r, [0.0] * len(c), "decoder", tok.pad_token_id, spec["row_tokens"])
@@ -175,9 +176,10 @@ def run_rewardkit(model, tok, batches, spec, packed: bool):
         losses.append(loss.item())
         if i >= spec["warmup"]:
             seconds += time.perf_counter() - t
+            cpu += time.process_time() - c0
             computed += batch.tokens.input_ids.numel()
             widths.append(batch.tokens.input_ids.shape[1])
-    return seconds, losses, computed, sum(widths) / len(widths)
+    return seconds, cpu, losses, computed, sum(widths) / len(widths)
 
 
 def run_trl(model, tok, batches, spec):
@@ -196,14 +198,15 @@ def run_trl(model, tok, batches, spec):
 
     class Clock(TrainerCallback):
         def __init__(self):
-            self.step, self.seconds, self.losses = 0, 0.0, []
+            self.step, self.seconds, self.cpu, self.losses = 0, 0.0, 0.0, []
 
         def on_step_begin(self, args, state, control, **kw):
-            self.t = time.perf_counter()
+            self.t, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kw):
             if self.step >= spec["warmup"]:
                 self.seconds += time.perf_counter() - self.t
+                self.cpu += time.process_time() - self.c0
             self.step += 1
 
         def on_log(self, args, state, control, logs=None, **kw):
@@ -222,24 +225,27 @@ def run_trl(model, tok, batches, spec):
     timed = batches[spec["warmup"]:]
     widths = [max(max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in b) for b in timed]
     computed = sum(2 * len(b) * w for b, w in zip(timed, widths, strict=True))
-    return clock.seconds, clock.losses, computed, sum(widths) / len(widths)
+    return clock.seconds, clock.cpu, clock.losses, computed, sum(widths) / len(widths)
 
 
 # --------------------------------------------------------------------------------------------------------
 # driver
 
 
-def matmul_gflops(dtype_name: str, seconds: float = 1.0) -> float:
+def matmul_gflops(dtype_name: str, seconds: float = 2.0) -> tuple[float, float]:
+    """(GFLOP/s wall, GFLOP per CPU-second) of a 512^3 matmul: the machine's reference rate, per CPU-second
+    too because the machine is shared and wall-clock rates move with the load."""
     import torch
 
     dtype = getattr(torch, dtype_name)
     a, b = torch.randn(512, 512, dtype=dtype), torch.randn(512, 512, dtype=dtype)
     a @ b
-    n, t = 0, time.perf_counter()
+    n, t, c = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t < seconds:
         a @ b
         n += 1
-    return 2 * 512 ** 3 * n / (time.perf_counter() - t) / 1e9
+    flops = 2 * 512 ** 3 * n / 1e9
+    return flops / (time.perf_counter() - t), flops / max(time.process_time() - c, 1e-9)
 
 
 def save_tokenizer() -> str:
@@ -277,7 +283,8 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     rates = {"fp32": matmul_gflops("float32"), "bf16": matmul_gflops("bfloat16")}
-    print(f"matmul 512^3, {a.threads} threads: fp32 {rates['fp32']:.1f} GFLOP/s, bf16 {rates['bf16']:.1f} GFLOP/s "
+    print(f"matmul 512^3, {a.threads} threads: fp32 {rates['fp32'][0]:.1f} GFLOP/s wall, {rates['fp32'][1]:.1f} per "
+          f"CPU-s; bf16 {rates['bf16'][0]:.1f} GFLOP/s wall, {rates['bf16'][1]:.1f} per CPU-s "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)", flush=True)
     tok_dir = save_tokenizer()
     results = []
@@ -299,9 +306,11 @@ def main() -> None:
                     r["round"] = rnd
                     results.append(r)
                     print(f"  {size:>5} {variant:<13} round {rnd} {tool:<16} {r['pairs'] / r['seconds']:7.2f} pairs/s  "
+                          f"{r['pairs'] / r['cpu_seconds']:7.2f} pairs/CPU-s  "
                           f"rss {r['peak_rss_mb']:.0f} MB  losses {[round(x, 4) for x in r['losses']]}", flush=True)
     rates["fp32_end"] = matmul_gflops("float32")
-    print(f"matmul fp32 at the end: {rates['fp32_end']:.1f} GFLOP/s (load average {os.getloadavg()[0]:.1f})")
+    print(f"matmul fp32 at the end: {rates['fp32_end'][0]:.1f} GFLOP/s wall, {rates['fp32_end'][1]:.1f} per CPU-s "
+          f"(load average {os.getloadavg()[0]:.1f})")
     print(table(results, rates))
     if a.json:
         Path(a.json).write_text(json.dumps({"rates": rates, "args": vars(a), "results": results}, indent=1))
@@ -312,23 +321,29 @@ def table(results: list[dict], rates: dict) -> str:
     agg: dict[tuple, dict] = {}
     for r in results:
         k = (r["size"], r["variant"], r["tool"])
-        s = agg.setdefault(k, {"seconds": 0.0, "pairs": 0, "real": 0, "computed": 0, "flops": 0.0, "rss": 0.0})
+        s = agg.setdefault(k, {"seconds": 0.0, "cpu": 0.0, "pairs": 0, "real": 0, "computed": 0, "flops": 0.0,
+                               "rss": 0.0})
         s["seconds"] += r["seconds"]
+        s["cpu"] += r["cpu_seconds"]
         s["pairs"] += r["pairs"]
         s["real"] += r["real_tokens"]
         s["computed"] += r["computed_tokens"]
         s["flops"] += r["flops"]
         s["rss"] = max(s["rss"], r["peak_rss_mb"])
-    machine = (rates["fp32"] + rates["fp32_end"]) / 2
-    lines = ["| model | data | tool | pairs/s | non-pad tok/s | computed tok / non-pad | GFLOP/s (% of fp32 matmul) "
-             "| peak RSS MB | pairs/s vs TRL |", "|---|---|---|---|---|---|---|---|---|"]
+    machine = (rates["fp32"][1] + rates["fp32_end"][1]) / 2  # per CPU-second
+    lines = ["| model | data | tool | pairs/s (wall) | pairs per CPU-s | non-pad tok/s | computed tok / non-pad "
+             "| GFLOP per CPU-s (% of fp32 matmul) | peak RSS MB | vs TRL (wall) | vs TRL (CPU) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (size, variant, tool), s in agg.items():
         trl = agg.get((size, variant, "trl"))
-        ratio = (s["pairs"] / s["seconds"]) / (trl["pairs"] / trl["seconds"]) if trl else float("nan")
-        gf = s["flops"] / s["seconds"] / 1e9
-        lines.append(f"| {size} | {variant} | {tool} | {s['pairs'] / s['seconds']:.2f} | {s['real'] / s['seconds']:.0f} "
+        wall = s["pairs"] / s["seconds"]
+        per_cpu = s["pairs"] / s["cpu"]
+        r_wall = wall / (trl["pairs"] / trl["seconds"]) if trl else float("nan")
+        r_cpu = per_cpu / (trl["pairs"] / trl["cpu"]) if trl else float("nan")
+        gf = s["flops"] / s["cpu"] / 1e9
+        lines.append(f"| {size} | {variant} | {tool} | {wall:.2f} | {per_cpu:.2f} | {s['real'] / s['seconds']:.0f} "
                      f"| {s['computed'] / s['real']:.2f} | {gf:.1f} ({100 * gf / machine:.0f}%) | {s['rss']:.0f} "
-                     f"| {ratio:.2f}x |")
+                     f"| {r_wall:.2f}x | {r_cpu:.2f}x |")
     return "\n".join(lines)
 
 

@@ -28,6 +28,29 @@ def load_model(path, device: str = "cpu"):
     return Scorer.from_pretrained(path, device=device)
 
 
+def evaluate(model, data: str, *, start: int = 0, stop: int | None = None, by: str | None = None,
+             report: str | None = None, n_boot: int = 1000, device: str = "cpu"):
+    """Evaluate a saved model (directory, run directory or :class:`Scorer`) on a data file, as ``rewardkit eval``.
+
+    Returns a ``PairEvaluation`` (pairs: rewards, texts and ``.metrics``) or an ``ExampleEvaluation`` (binary,
+    scalar, ranked); ``report`` writes the HTML report and figures there. See ``rewardkit.eval.evaluate``.
+    """
+    from .config import SplitConfig
+    from .eval.evaluate import PairEvaluation, evaluate_file, training_log_for
+    from .eval.report import write_examples_report, write_report
+    from .serve.scorer import Scorer
+
+    scorer = model if isinstance(model, Scorer) else Scorer.from_pretrained(model, device=device)
+    ev = evaluate_file(scorer, SplitConfig(path=data, start=start, stop=stop), by=by, n_boot=n_boot)
+    if report is not None:
+        if isinstance(ev, PairEvaluation):
+            log_path = None if isinstance(model, Scorer) else training_log_for(model)
+            write_report(ev, report, training_log=log_path)
+        else:
+            write_examples_report(ev, report)
+    return ev
+
+
 def __getattr__(name):
     if name == "Scorer":
         from .serve.scorer import Scorer
@@ -36,4 +59,4 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["RunConfig", "Scorer", "load_config", "load_model", "train", "__version__"]
+__all__ = ["RunConfig", "Scorer", "evaluate", "load_config", "load_model", "train", "__version__"]

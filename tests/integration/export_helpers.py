@@ -18,7 +18,7 @@ CHAT_RESPONSES = [[{"role": "assistant", "content": "Boil water and steep the le
                   [{"role": "assistant", "content": "4"}]]
 
 
-def make_rewardkit_dir(tokenizer_dirs, arch: str, out: Path, head_scale: float = 50.0) -> Path:
+def make_rewardkit_dir(tokenizer_dirs, arch: str, out: Path, head_scale: float = 50.0, spec=None) -> Path:
     """A saved rewardkit model (pad token added, rewardkit.json) with a random tiny backbone. The head is scaled
     up so that scores are O(1): reading the wrong token then moves a score far more than the 1e-4 tolerance."""
     from rewardkit.models.reward_model import ModelMeta, model_from_config
@@ -26,9 +26,11 @@ def make_rewardkit_dir(tokenizer_dirs, arch: str, out: Path, head_scale: float =
     tok = load_test_tokenizer(tokenizer_dirs, ARCH_TOKENIZER[arch])
     kind = "encoder" if arch == "bert" else "decoder"
     torch.manual_seed(0)
-    model = model_from_config(tiny_config(arch, len(tok)), kind, tok)
+    model = model_from_config(tiny_config(arch, len(tok)), kind, tok, spec)
     with torch.no_grad():
         model._head().weight.mul_(head_scale)
+        if not model.extras.empty:  # learned attribute weights: make them unequal
+            model.extras.attribute_logits.copy_(torch.linspace(-1.0, 1.0, len(model.extras.attribute_logits)))
     meta = ModelMeta(kind=kind, pooling="cls" if kind == "encoder" else "last",
                      score_token="[CLS]" if kind == "encoder" else tok.eos_token,
                      score_token_id=None if kind == "encoder" else tok.eos_token_id, base_model=f"tiny-{arch}")

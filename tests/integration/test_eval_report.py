@@ -217,3 +217,10 @@ def test_eval_scalar_ratings_and_ranked_lists_through_the_cli(run_dir, tmp_path,
     assert m["format"] == "ranked" and m["prompts"] == 2
     assert m["top1_accuracy"] == pytest.approx(direct["top1_accuracy"])
     assert m["kendall_tau"] == pytest.approx(direct["kendall_tau"])
+
+
+def test_python_api_evaluate_gives_the_cli_numbers(run_dir, data_file, tmp_path, capsys):
+    m = _eval_json(capsys, run_dir, data_file, "--bootstrap", "30")
+    ev = rewardkit.evaluate(str(run_dir), str(data_file), n_boot=30, report=str(tmp_path / "r"))
+    assert ev.metrics["accuracy"] == m["accuracy"] and ev.metrics["accuracy_ci"] == m["accuracy_ci"]
+    assert ev.metrics["ece"] == pytest.approx(m["ece"]) and (tmp_path / "r" / "report.html").is_file()

@@ -102,16 +102,40 @@ def test_bfloat16_export_is_cast_and_sharded_and_still_matches_transformers(toke
     assert 0 < result.checks["fidelity_max_abs_diff"]  # the cast is measured, not hidden
 
 
-def test_head_transformers_cannot_compute_is_a_clear_error_unless_rewardkit_only(tokenizer_dirs, tmp_path):
-    src = make_rewardkit_dir(tokenizer_dirs, "gpt2", tmp_path / "model")
-    meta = json.loads((src / "rewardkit.json").read_text())
-    meta["pooling"] = "mean"
-    (src / "rewardkit.json").write_text(json.dumps(meta))
+def test_mean_pooling_is_a_clear_error_unless_rewardkit_only(tokenizer_dirs, tmp_path):
+    from rewardkit.models.heads import HeadSpec
+
+    src = make_rewardkit_dir(tokenizer_dirs, "gpt2", tmp_path / "model", spec=HeadSpec(pooling="mean"))
     with pytest.raises(ExportError, match="pooling 'mean'.*--rewardkit-only"):
         export_model(src, tmp_path / "out")
     result = export_model(src, tmp_path / "out2", rewardkit_only=True)
-    assert not result.transformers_compatible and "interop_max_abs_diff" not in result.checks
+    assert result.readout == "rewardkit_only" and "interop_max_abs_diff" not in result.checks
+    assert result.checks["fidelity_max_abs_diff"] <= 1e-4  # still scores as trained through rewardkit
     assert "Not loadable as a transformers sequence classifier" in (tmp_path / "out2" / "README.md").read_text()
+
+
+def test_multi_attribute_learned_weights_export_logits_and_the_weights_to_combine_them(tokenizer_dirs, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rewardkit.models.heads import HeadSpec
+
+    spec = HeadSpec(head="multi", attributes=["helpful", "honest", "harmless"], weighting="learned")
+    src = make_rewardkit_dir(tokenizer_dirs, "llama", tmp_path / "model", spec=spec)
+    result = export_model(src, tmp_path / "out")
+    out = tmp_path / "out"
+    assert result.readout == "logits" and result.checks["interop_max_abs_diff"] <= 1e-4
+    assert (out / "rewardkit_head.safetensors").exists()
+    weights = json.loads((out / "rewardkit.json").read_text())["export"]["attribute_weights"]
+    assert len(set(round(w, 4) for w in weights)) == 3 and abs(sum(weights) - 1) < 1e-6
+    assert "logits @ w" in (out / "README.md").read_text()
+    # a consumer without rewardkit: transformers logits, then the weights from rewardkit.json
+    want = rewardkit.load_model(src).score(TEXT_PROMPTS, TEXT_RESPONSES)
+    tok, model = AutoTokenizer.from_pretrained(out), AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label[1] == "honest"
+    with torch.no_grad():
+        got = [(model(**tok(p + r, return_tensors="pt")).logits[0] @ torch.tensor(weights)).item()
+               for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)]
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1e-4
 
 
 def test_bad_sources_and_existing_output_are_clear_errors(tokenizer_dirs, tmp_path):

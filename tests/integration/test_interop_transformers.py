@@ -134,3 +134,16 @@ def test_encoder_pair_manual_forward_and_pipeline_give_rewardkit_scores(exported
     pipe = pipeline("text-classification", model=model, tokenizer=tok, function_to_apply="none")
     got = pipe([{"text": p, "text_pair": r} for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)])
     assert_close([x["score"] for x in got], want)
+
+
+def test_empty_response_and_literal_eos_score_alike_in_source_export_and_transformers(exported):
+    """The exported tokenizer appends EOS itself; rewardkit must not then append a second one (empty response),
+    nor swallow an EOS written in the response text (transformers keeps it)."""
+    e = exported("gpt2")
+    prompts, responses = ["Q: hi\nA:", "Q: hi\nA:"], ["", " yes<|endoftext|>"]
+    want = rewardkit.load_model(e.src).score(prompts, responses)
+    assert_close(rewardkit.load_model(e.out).score(prompts, responses), want)
+    with torch.no_grad():
+        got = [e.model(**e.tok(p + r, return_tensors="pt")).logits[0, 0].item()
+               for p, r in zip(prompts, responses, strict=True)]
+    assert_close(got, want)

@@ -157,3 +157,34 @@ def test_health_and_prometheus_metrics(server):
     text = server.get("/metrics")
     assert 'rewardkit_requests_total{endpoint="/score",status="200"}' in text
     assert "# TYPE rewardkit_batch_size histogram" in text and "rewardkit_request_latency_seconds_bucket" in text
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: ~10 s quiet, more when loaded
+def test_serve_cli_runs_uvicorn_with_a_bearer_token_from_the_environment(scorer, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model_dir = tmp_path / "model"
+    scorer.model.save_pretrained(model_dir, scorer.tokenizer, scorer.meta)
+    port = free_port()
+    env = dict(os.environ, REWARDKIT_API_KEY="from-env")
+    proc = subprocess.Popen([sys.executable, "-m", "rewardkit", "serve", str(model_dir), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = Running.__new__(Running)
+        client.port = port
+        deadline = time.time() + 120
+        while True:
+            try:
+                assert json.loads(client.get("/health"))["status"] == "ok"
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else ""
+                time.sleep(0.2)
+        assert client.post("/score", SINGLES[:2], token=None)[0] == 401
+        status, body = client.post("/score", SINGLES[:2], token="from-env")
+        assert status == 200 and body["rewards"] == pytest.approx(expected(scorer, SINGLES[:2]), abs=1e-4)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -27,7 +27,7 @@ from rewardkit.training.checkpoint import FAULT_ENV, MARKER, list_checkpoints
 
 from ..conftest import REPO
 
-MAX_STEPS = 40
+MAX_STEPS = 25
 SAVE_EVERY = 5
 
 
@@ -80,7 +80,12 @@ def _last_logged_step(run: Path) -> int:
 def test_sigkill_mid_checkpoint_and_mid_run_then_resume_gives_the_uninterrupted_parameters(
         tiny_model_dir, hh_file, tmp_path):
     model_dir = tiny_model_dir("gpt2")
-    reference = rewardkit.train(load_config(_config(tmp_path, "straight", model_dir, hh_file)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses run: the same float summation order
+    try:
+        reference = rewardkit.train(load_config(_config(tmp_path, "straight", model_dir, hh_file)))
+    finally:
+        torch.set_num_threads(threads)
     expected = load_file(str(reference.output_dir / "model" / "model.safetensors"))
 
     cfg = _config(tmp_path, "killed", model_dir, hh_file)
@@ -96,10 +101,10 @@ def test_sigkill_mid_checkpoint_and_mid_run_then_resume_gives_the_uninterrupted_
     assert partial.is_dir() and not (partial / MARKER).exists()
     assert [p.name for p in list_checkpoints(ckpts)] == ["step-00000005"]  # the partial one is ignored
 
-    # 2. resumed from step 5, killed again between checkpoints (after step 20 was saved)
+    # 2. resumed from step 5, killed again between checkpoints (after step 15 was saved)
     proc = _start(cfg, "--resume")
-    _wait_for(proc, lambda: (ckpts / "step-00000020" / MARKER).exists() and _last_logged_step(run) >= 22,
-              "step 22")
+    _wait_for(proc, lambda: (ckpts / "step-00000015" / MARKER).exists() and _last_logged_step(run) >= 17,
+              "step 17")
     _kill(proc)
     killed_at = _last_logged_step(run)
     assert killed_at < MAX_STEPS and not (run / "summary.json").exists(), "the run finished before the kill"
@@ -107,7 +112,7 @@ def test_sigkill_mid_checkpoint_and_mid_run_then_resume_gives_the_uninterrupted_
 
     # 3. resumed to the end, from the newest complete checkpoint
     newest = list_checkpoints(ckpts)[-1]
-    assert int(newest.name.split("-")[1]) >= 20
+    assert int(newest.name.split("-")[1]) >= 15
     proc = _start(cfg, "--resume")
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
@@ -115,7 +120,7 @@ def test_sigkill_mid_checkpoint_and_mid_run_then_resume_gives_the_uninterrupted_
     got = load_file(str(run / "model" / "model.safetensors"))
     assert got.keys() == expected.keys()
     for k in expected:
-        torch.testing.assert_close(got[k], expected[k], atol=1e-5, rtol=0, msg=k)
+        torch.testing.assert_close(got[k], expected[k], atol=1e-5, rtol=0)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == MAX_STEPS and summary["precision"] == "fp32"
     # the run really moved: the final weights differ from the starting ones

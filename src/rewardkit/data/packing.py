@@ -142,19 +142,12 @@ def pack_groups(groups: Sequence[Sequence[Encoded]], kind: PackKind, pad_id: int
     if not groups:
         raise ValueError("pack_groups needs at least one group")
     segments: list[_Group] = []
-    owners: list[tuple[int, int]] = []  # (first score slot, members) per segment
-    slot = 0
-    for g in groups:
-        if kind == "decoder":
-            segments.append(_layout_decoder(g))
-            owners.append((slot, len(g)))
-        else:
-            for seg in _layout_encoder(g):
-                segments.append(seg)
-                owners.append((slot, 1))
-                slot += 1
-            continue
-        slot += len(g)
+    for g in groups:  # decoders: one segment per group; encoders: one per sequence
+        segments += [_layout_decoder(g)] if kind == "decoder" else _layout_encoder(g)
+    first_slot, slot = [], 0  # the score slot of each segment's first member
+    for seg in segments:
+        first_slot.append(slot)
+        slot += len(seg.score_offsets)
     lengths = [len(s.ids) for s in segments]
     capacity = max(row_tokens or 0, max(lengths))
     rows = _first_fit(lengths, capacity)
@@ -181,7 +174,7 @@ def pack_groups(groups: Sequence[Sequence[Encoded]], kind: PackKind, pad_id: int
             br[r, col:col + n] = torch.tensor(s.branch)
             if has_types:
                 types[r, col:col + n] = torch.tensor(s.types)
-            first, _ = owners[i]
+            first = first_slot[i]
             for m, off in enumerate(s.score_offsets):
                 score_row[first + m] = r
                 score_col[first + m] = col + off

@@ -74,6 +74,10 @@ class SequenceEncoder:
         text = r.prompt + r.response
         enc = tok(text, add_special_tokens=not r.chat, return_offsets_mapping=True)
         ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+        if not r.chat and ids and ids[-1] == self.score_token_id and tuple(offsets[-1]) == (0, 0):
+            # the post-processor appended EOS (an exported rewardkit tokenizer does): it is re-appended below as
+            # the score token; an EOS written in the text (real offsets) stays, as it does in transformers
+            ids, offsets = ids[:-1], offsets[:-1]
         boundary = len(r.prompt)
         lead = 0
         while lead < len(ids) and ids[lead] in self._special and offsets[lead] == (0, 0) and not r.chat:
@@ -85,8 +89,6 @@ class SequenceEncoder:
             score_id = ids.pop()  # the template's end-of-turn token is the score token
         else:
             score_id = self.score_token_id
-            if ids and ids[-1] == score_id and rs < len(ids):
-                ids.pop()  # the tokenizer appended EOS itself
         prompt, response = ids[lead:rs], ids[rs:]
         prompt, response = self._fit(ids[:lead], prompt, response, r, where)
         out = ids[:lead] + prompt + response + [score_id]

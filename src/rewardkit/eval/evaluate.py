@@ -57,7 +57,6 @@ class PairEvaluation:
     groups: list[str] | None = None
     """The ``by`` column's value per pair, when a breakdown was asked for."""
     normalization: dict | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def text_of(value: Text) -> str:

@@ -324,8 +324,8 @@ def render_html(ev: PairEvaluation, figures: dict[str, Path], title: str, worst:
         p = ev.pairs[i]
         rows.append([html.escape(p.where), _fmt(float(ev.r_chosen[i] - ev.r_rejected[i])),
                      _fmt(float(ev.r_chosen[i])), _fmt(float(ev.r_rejected[i])),
-                     html.escape(_clip(text_of(p.prompt), "end")), html.escape(_clip(text_of(p.chosen), "start")),
-                     html.escape(_clip(text_of(p.rejected), "start"))])
+                     html.escape(_clip(text_of(p.prompt).lstrip("\n"), "end")),
+                     html.escape(_clip(text_of(p.chosen), "start")), html.escape(_clip(text_of(p.rejected), "start"))])
     parts.append(_table(["record", "margin", "r chosen", "r rejected", "prompt (end)", "chosen", "rejected"], rows,
                         text_cols=frozenset({4, 5, 6})))
     parts.append("</body></html>")

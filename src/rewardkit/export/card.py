@@ -73,7 +73,22 @@ def _training_section(meta: ModelMeta, run_dir: Path | None) -> list[str]:
     return lines
 
 
-def _usage_section(meta: ModelMeta, compatible: bool) -> list[str]:
+def _combination(meta: ModelMeta, weights: list[float] | None) -> list[str]:
+    """How the reward follows from the transformers logits, for heads with several outputs."""
+    if meta.head == "classifier":
+        formula = ("softmax(logits)[1]" if meta.reward_from == "probability" else "logits[1] - logits[0]")
+        return [f"This head has 2 outputs (reject, accept). Plain transformers returns both as `logits`; the "
+                f"reward is `{formula}`. `pipeline(..., function_to_apply=\"none\", top_k=None)` returns the "
+                "two logits, not the reward."]
+    if meta.head == "multi":
+        pairs = ", ".join(f"`{a}` {w:.6g}" for a, w in zip(meta.attributes or [], weights or [], strict=False))
+        return [f"This head rates {len(meta.attributes or [])} attributes; plain transformers returns them as "
+                f"`logits` (in this order, also in `config.id2label`) and the reward is their weighted sum "
+                f"`logits @ w` ({meta.weighting} weighting), with w: {pairs}."]
+    return []
+
+
+def _usage_section(meta: ModelMeta, compatible: bool, weights: list[float] | None = None) -> list[str]:
     sep = json.dumps(meta.separator)
     if not compatible:
         return ["## How to use it", "",
@@ -116,11 +131,14 @@ def _usage_section(meta: ModelMeta, compatible: bool) -> list[str]:
             "the score token. Tokenize the rendered text with `add_special_tokens=False` (as "
             "`apply_chat_template(..., tokenize=True)` and TRL do), otherwise an extra EOS follows it.",
             "- **Padding**: the tokenizer has its own pad token (never EOS) and pads on the right, so transformers' "
-            "\"last non-pad token\" rule finds the score token. Left padding finds it too, but models whose "
-            "position ids ignore the attention mask (absolute positions, e.g. GPT-2) then score shifted "
-            "positions: pad on the right.",
+            "\"last non-pad token\" rule finds the score token. With left padding it finds it too, but "
+            "transformers' default position ids ignore the attention mask: rotary models (Llama, Qwen2) keep their "
+            "scores, models with absolute position embeddings (GPT-2) do not. Pad on the right.",
         ]
-    lines = ["## How to use it", "", *recipe, "", "### transformers", "", "```python", *tf_code, "```", "",
+    combo = _combination(meta, weights)
+    if combo:
+        tf_code = [line.replace("logits[0, 0]", "logits  # then the formula above") for line in tf_code]
+    lines = ["## How to use it", "", *recipe, *([""] + combo if combo else []), "", "### transformers", "", "```python", *tf_code, "```", "",
              "### TRL (GRPO / RLOO / PPO reward model)", "", "```python",
              "from trl import GRPOConfig, GRPOTrainer",
              "trainer = GRPOTrainer(model=policy, reward_funcs=\"PATH\", args=GRPOConfig(...), train_dataset=ds)",
@@ -131,10 +149,15 @@ def _usage_section(meta: ModelMeta, compatible: bool) -> list[str]:
              "score token, and TRL would read the reward one token early; pass the tokenizer returned by "
              "`rewardkit.export.score_token_tokenizer(\"PATH\")` as `reward_processing_classes` (it appends the "
              "score token whatever `add_special_tokens` says), or use conversational data.", "",
+             *(["TRL takes `logits[:, 0]` as the reward, which for this head is not the reward: give TRL a "
+                "reward function that applies the formula above instead.", ""] if combo else []),
              "### rewardkit", "", "```python", "import rewardkit",
              "rewardkit.load_model(\"PATH\").score([prompt], [response])", "```", "",
              "or `rewardkit serve PATH`."]
     return lines
+
+
+_SOURCE_WORDS = {"model": "model directory", "run": "training run", "checkpoint": "training checkpoint"}
 
 
 def write_card(out: Path, meta: ModelMeta, export_info: dict, run_dir: Path | None) -> None:
@@ -143,13 +166,18 @@ def write_card(out: Path, meta: ModelMeta, export_info: dict, run_dir: Path | No
     lines = ["---", "library_name: transformers", "pipeline_tag: text-classification",
              "tags: [reward-model, rlhf, rewardkit]", "---", "",
              f"# Reward model ({meta.kind}, based on `{meta.base_model or 'unknown'}`)", "",
-             "A reward model trained with [rewardkit](https://github.com/): it reads a prompt and a response "
-             "and returns one scalar; higher is better. Exported in "
-             f"`{export_info.get('dtype')}` from `{export_info.get('source_kind')}`."]
+             "A reward model trained with rewardkit: it reads a prompt and a response and returns one scalar; "
+             f"higher is better. Exported in `{export_info.get('dtype')}` from a rewardkit "
+             f"{_SOURCE_WORDS.get(export_info.get('source_kind'), 'model')}. In the code below, `PATH` is this "
+             "directory."]
+    if meta.normalization:
+        lines += ["", f"Normalised reward (optional): `(reward - {meta.normalization['mean']:.6g}) / "
+                  f"{meta.normalization['std']:.6g}` (mean and std fitted by `rewardkit eval --fit-normalization`)."]
     if not compatible:
         lines += ["", "> **Not loadable as a transformers sequence classifier with the same scores**: see "
                   "*How to use it*."]
-    lines += ["", *_training_section(meta, run_dir), "", *_usage_section(meta, compatible), "",
+    lines += ["", *_training_section(meta, run_dir), "",
+              *_usage_section(meta, compatible, export_info.get("attribute_weights")), "",
               "## Export check", ""]
     if checks:
         lines.append(f"After writing, the directory was reloaded and {checks.get('probes')} probe examples "

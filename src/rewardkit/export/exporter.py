@@ -10,6 +10,7 @@ they agree with each other and with the source model, so a silent mismatch canno
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# heads and poolings that a transformers *ForSequenceClassification class computes as rewardkit does
-TRANSFORMERS_HEADS = {("decoder", "last", "scalar"), ("encoder", "cls", "scalar")}
+Readout = Literal["exact", "logits", "rewardkit_only"]
+"""What plain transformers gives (``models/heads.py``): ``exact``, the reward itself (scalar and per-token heads
+read at the score token / [CLS]); ``logits``, the head's outputs, from which the card's formula gives the reward
+(classifier, multi-attribute); ``rewardkit_only``, nothing usable (mean pooling: transformers reads one token)."""
 # rewardkit(exported) vs rewardkit(source): fp32 must agree up to kernel noise; a bf16/fp16 cast changes scores
 # by an amount that depends on the model, so it is measured and written in the card, and only NaN/inf fail
 FIDELITY_TOL = {"float32": 1e-4, "bfloat16": math.inf, "float16": math.inf}
@@ -69,6 +72,7 @@ class ExportResult:
     out_dir: Path
     dtype: str
     transformers_compatible: bool
+    readout: Readout
     checks: dict = field(default_factory=dict)
     """{"interop_max_abs_diff", "fidelity_max_abs_diff", "probes", "chat_probes"}: the reload check."""
 
@@ -114,7 +118,7 @@ def _load_checkpoint(ckpt: Path) -> Source:
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
     state = json.loads((ckpt / "trainer_state.json").read_text()) if (ckpt / "trainer_state.json").exists() else {}
-    pooling = cfg.model.pooling if cfg.model.pooling != "auto" else ("cls" if kind == "encoder" else "last")
+    pooling = model.spec.pooling
     eos = tokenizer.eos_token_id
     # the same fields the trainer writes at the end of a run (training/trainer.py)
     meta = ModelMeta(kind=kind, pooling=pooling,
@@ -124,11 +128,44 @@ def _load_checkpoint(ckpt: Path) -> Source:
                      truncation=cfg.data.truncation, padding_side="right", base_model=cfg.model.name,
                      rewardkit_version=__version__,
                      training={"steps": state.get("step"), "loss": cfg.loss.name, "checkpoint": ckpt.name})
+    meta = dataclasses.replace(meta, **model.spec.to_meta())  # head, pooling, weighting: as save_pretrained does
     return Source(model, tokenizer, meta, "checkpoint", ckpt, run)
 
 
+def readout(meta: ModelMeta) -> Readout:
+    if meta.pooling not in ("last", "cls"):
+        return "rewardkit_only"
+    if meta.head in ("scalar", "per_token"):
+        return "exact"
+    if meta.head in ("classifier", "multi"):
+        return "logits"
+    return "rewardkit_only"
+
+
 def transformers_compatible(meta: ModelMeta) -> bool:
-    return (meta.kind, meta.pooling, meta.head) in TRANSFORMERS_HEADS
+    return readout(meta) != "rewardkit_only"
+
+
+def attribute_weights(model: RewardModel, meta: ModelMeta) -> list[float] | None:
+    """The multi-attribute head's effective weights w (reward = sum_k w_k z_k), learned ones included."""
+    if meta.head != "multi":
+        return None
+    if meta.weighting == "fixed":
+        return [float(w) for w in meta.attribute_weights]
+    if meta.weighting == "learned":
+        return model.extras.attribute_logits.detach().float().softmax(0).tolist()
+    k = len(meta.attributes or [])
+    return [1.0 / k] * k
+
+
+def consumer_reward(logits: torch.Tensor, meta: ModelMeta, weights: list[float] | None) -> torch.Tensor:
+    """The card's formula: transformers logits [N, C] -> rewards [N]."""
+    z = logits.float()
+    if meta.head == "classifier":
+        return z.softmax(-1)[:, 1] if meta.reward_from == "probability" else z[:, 1] - z[:, 0]
+    if meta.head == "multi":
+        return z @ torch.tensor(weights, dtype=z.dtype)
+    return z[:, 0]
 
 
 # -- export -----------------------------------------------------------------------------------------------------
@@ -145,12 +182,14 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: exists and is not empty; choose a new directory")
     src = load_source(source)
-    compatible = transformers_compatible(src.meta)
+    how = readout(src.meta)
+    compatible = how != "rewardkit_only"
     if not compatible and not rewardkit_only:
         raise ExportError(
             f"{src.path}: a {src.meta.kind} with pooling '{src.meta.pooling}' and head '{src.meta.head}' cannot be "
             "computed by a transformers *ForSequenceClassification class (it reads one token through a linear "
             "head); pass --rewardkit-only to export it for rewardkit.load_model / rewardkit serve")
+    weights = attribute_weights(src.model, src.meta)
     out.mkdir(parents=True, exist_ok=True)
     probes, n_chat = _probes(src)
     # scored before anything below touches the model (the cast is in place when there is no LoRA copy)
@@ -167,23 +206,30 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     hf = hf.to(_DTYPES[dtype])
     tok = src.tokenizer  # changed in place below: the source is not used after this point
     hf.config.pad_token_id = tok.pad_token_id
-    hf.config.num_labels = 1
+    if src.meta.head == "multi":  # the pipeline then names each output
+        hf.config.id2label = dict(enumerate(src.meta.attributes))
+        hf.config.label2id = {a: i for i, a in enumerate(src.meta.attributes)}
     hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     prepare_tokenizer(tok, src.meta.kind)
     tok.save_pretrained(out)
+    src.model.extras.save(out)  # learned attribute weights: rewardkit_head.safetensors
 
     meta = copy.deepcopy(src.meta)
     meta.padding_side = "right"
+    if meta.kind == "decoder" and not meta.score_token:
+        sid = meta.score_token_id if meta.score_token_id is not None else tok.eos_token_id
+        meta.score_token, meta.score_token_id = tok.convert_ids_to_tokens(sid), sid
     export_info = {"dtype": dtype, "source": str(src.path), "source_kind": src.kind,
-                   "transformers_compatible": compatible, "tokenizer_appends_score_token": meta.kind == "decoder"}
+                   "transformers_compatible": compatible, "readout": how, "attribute_weights": weights,
+                   "tokenizer_appends_score_token": meta.kind == "decoder"}
     _write_meta(out, meta, export_info)
-    checks = _verify(out, probes, n_chat, before, dtype, compatible) if verify else {}
+    checks = _verify(out, probes, n_chat, before, dtype, compatible, weights) if verify else {}
     export_info["checks"] = checks
     _write_meta(out, meta, export_info)
     write_card(out, meta, export_info, src.run_dir)
     log.info("exported %s -> %s (%s)%s", src.path, out, dtype,
              f"; checks {checks}" if checks else "")
-    return ExportResult(out, dtype, compatible, checks)
+    return ExportResult(out, dtype, compatible, how, checks)
 
 
 def _write_meta(out: Path, meta: ModelMeta, export_info: dict) -> None:
@@ -226,7 +272,8 @@ def _score_source(src: Source, probes: list) -> list[float]:
     return Scorer(src.model, src.tokenizer, src.meta).score([p for p, _ in probes], [r for _, r in probes])
 
 
-def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: str, compatible: bool) -> dict:
+def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: str, compatible: bool,
+            weights: list[float] | None) -> dict:
     from ..serve.scorer import Scorer
 
     exported = Scorer.from_pretrained(out)
@@ -243,7 +290,8 @@ def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: st
         consumer = []
         with torch.no_grad():
             for p, r in probes:
-                consumer.append(float(hf(**consumer_inputs(tok, exported.meta, p, r)).logits[0, 0]))
+                logits = hf(**consumer_inputs(tok, exported.meta, p, r)).logits
+                consumer.append(float(consumer_reward(logits, exported.meta, weights)[0]))
         interop = max(abs(a - b) for a, b in zip(after, consumer, strict=True))
         checks["interop_max_abs_diff"] = interop
         if not math.isfinite(interop) or interop > INTEROP_TOL:

@@ -54,8 +54,12 @@ def make_accelerator(grad_accum: int = 1):
         plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* settings the launcher exported
         if plugin.fsdp_version != 2:
             raise ValueError("FSDP on CPU needs fsdp_version: 2 (FSDP1 wants a CUDA device)")
+        from accelerate.state import PartialState
+
         accelerator.state.distributed_type = DistributedType.FSDP
         accelerator.state.fsdp_plugin = plugin
+        # as Accelerate does for FSDP itself: a later AcceleratorState() re-reads the PartialState's value
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
         log.warning("FSDP on CPU (gloo): for testing recipes; it is slower than DDP on CPU")
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and cpu:
         raise ValueError("DeepSpeed needs CUDA devices: Accelerate does not run DeepSpeed on CPU; use DDP or "
@@ -73,6 +77,18 @@ def shards_parameters(accelerator) -> bool:
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         return accelerator.state.deepspeed_plugin.zero_stage == 3
     return False
+
+
+def check_backend(accelerator, tc, resume: bool) -> None:
+    """Refuse the settings a back end does not support yet, rather than train something else than asked."""
+    from accelerate.utils import DistributedType
+
+    if (tc.save_every or resume) and shards_parameters(accelerator):
+        raise ValueError("train.save_every and --resume are not supported yet with FSDP or DeepSpeed ZeRO-3 "
+                         "(the checkpoint format holds full weights); the final model is saved")
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and tc.grad_accum != 1:
+        raise ValueError("with DeepSpeed set train.grad_accum to 1 and gradient_accumulation_steps in the "
+                         "DeepSpeed config instead (DeepSpeed accumulates and scales the loss itself)")
 
 
 # --- training data ------------------------------------------------------------------------------------------
@@ -99,6 +115,13 @@ def global_mean_loss(accelerator, loss_sums: list[float], counts: list[int]) -> 
     if accelerator.num_processes > 1:
         t = accelerator.reduce(t, reduction="sum")
     return float(t[0] / t[1]) if t[1] > 0 else float("nan")
+
+
+def grad_norm_tensor(norm) -> torch.Tensor:
+    """The total gradient norm as a plain tensor: FSDP2 returns a replicated DTensor, DeepSpeed a float."""
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return torch.as_tensor(norm)
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------
@@ -163,6 +186,9 @@ def full_state_dict(accelerator, model) -> dict[str, torch.Tensor] | None:
     (``hf.…``).
     """
     sd = accelerator.get_state_dict(model)
+    # FSDP2 on CPU: torch returns the DTensor shards on every rank (its CPU offload, which gathers to rank 0,
+    # is a no-op there); gather them, on every rank in the same key order (full_tensor is a collective)
+    sd = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in sd.items()}
     if not accelerator.is_main_process:
         return None
     return {k: v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu()

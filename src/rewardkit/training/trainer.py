@@ -35,9 +35,11 @@ from ..serve.scorer import Scorer, score_sequences
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .distributed import (
     LocalBatch,
+    check_backend,
     eval_model,
     full_state_dict,
     global_mean_loss,
+    grad_norm_tensor,
     local_batch,
     make_accelerator,
     score_pairs_sharded,
@@ -198,9 +200,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     lengths = [task.length(p) for p in train_pairs]
     if (tc.packing or tc.max_tokens_per_batch) and (not pairwise or world > 1):
         raise ValueError("train.packing and train.max_tokens_per_batch support pairwise losses on one process")
-    if (tc.save_every or resume) and shards_parameters(accelerator):
-        raise ValueError("train.save_every and --resume are not supported yet with FSDP or DeepSpeed ZeRO-3 "
-                         "(the checkpoint format holds full weights); the final model is saved")
+    check_backend(accelerator, tc, resume)  # what FSDP / DeepSpeed do not support yet: a clear error
     if tc.packing:
         select_attention(model, tc.attention, device)
     fixed_batches = (budget_batches(train_pairs, tc.max_tokens_per_batch, tc.packing, kind)
@@ -292,7 +292,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
             continue
         if tc.max_grad_norm:
             norm = accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
-            if not guard.ok(torch.as_tensor(norm), "gradient norm", state["step"] + 1, state["micro_batch"] - 1,
+            if norm is not None and not guard.ok(grad_norm_tensor(norm), "gradient norm", state["step"] + 1, state["micro_batch"] - 1,
                             step_sources, accelerator):
                 optimizer.zero_grad(set_to_none=True)  # no update from this step's batches
         step_sources = []
