@@ -138,11 +138,13 @@ def worker(spec: dict) -> dict:
 
 
 def _optimizer(model, total: int, lr: float):
-    import torch
+    """rewardkit's own optimizer and schedule, configured like TRL's run (fused AdamW, no decay, linear)."""
+    from rewardkit.config import TrainConfig
+    from rewardkit.training.optim import build_optimizer, build_scheduler
 
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
-    return opt, sched
+    cfg = TrainConfig(lr=lr, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0)
+    opt = build_optimizer(model, cfg)
+    return opt, build_scheduler(opt, cfg, total)
 
 
 def run_rewardkit(model, tok, batches, spec, packed: bool):

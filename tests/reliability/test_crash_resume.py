@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -77,6 +78,7 @@ def _last_logged_step(run: Path) -> int:
     return max(steps, default=0)
 
 
+@pytest.mark.slow  # three training subprocesses: ~30-40 s on an idle 2-core machine, minutes on a busy one
 def test_sigkill_mid_checkpoint_and_mid_run_then_resume_gives_the_uninterrupted_parameters(
         tiny_model_dir, hh_file, tmp_path):
     model_dir = tiny_model_dir("gpt2")
