@@ -13,7 +13,18 @@ from rewardkit.config import load_config
 from rewardkit.data.errors import DataError
 
 from ..conftest import HH_SAMPLE, load_test_tokenizer
-from .catalogue import CASES, GOOD, doc_table, observed_error, run_case, table_from_runs, write_case
+from .catalogue import (
+    CASES,
+    DOC,
+    FORMAT_CASES,
+    GOOD,
+    PAIR_CASES,
+    doc_table,
+    observed_error,
+    run_case,
+    table_from_runs,
+    write_case,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +78,10 @@ def test_whole_file_problems_stop_the_run_even_with_on_invalid_skip(case, gpt2, 
 
 def test_docs_table_matches_the_messages_the_code_gives(gpt2):
     assert doc_table() == table_from_runs(gpt2), "docs/bad-input.md is stale: run python -m tests.reliability.catalogue"
+    text = " ".join(DOC.read_text().split())
+    assert (f"{len(CASES)} cases: {len(PAIR_CASES)} for pairs and the readers" in text
+            and f"{len(FORMAT_CASES)} for the binary" in text
+            and f"{len(SKIPPABLE)} are skipped and counted under `on_invalid: skip`, {len(STOPPING)} stop" in text)
 
 
 def test_training_with_skip_logs_and_writes_the_skip_counts_to_summary(tiny_model_dir, tmp_path, caplog):

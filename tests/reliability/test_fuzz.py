@@ -26,7 +26,8 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(10**500), max_value=10**500)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
-           | st.sampled_from(["", " ", "nan", "inf", "-inf", "1e999", "0", "1", "yes", "assistant", "user"]))
+           | st.sampled_from(["", " ", "nan", "inf", "-inf", "1e999", "0", "1", "yes", "assistant", "user",
+                            10**400, -(10**400), 1e39, -0.0]))
 message = st.fixed_dictionaries({}, optional={"role": st.sampled_from(["user", "assistant", "system", "tool", "x"])
                                               | scalars, "content": st.text(max_size=8) | scalars})
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6),

@@ -177,3 +177,17 @@ def test_openrlhf_reward_func_returns_a_tensor_equal_to_scorer(scorer):
     out = fn([p + r for p, r in zip(prompts, responses, strict=True)], prompts, None)
     assert isinstance(out, torch.Tensor) and out.shape == (2,)
     assert out.tolist() == pytest.approx(scorer.score(prompts, responses), abs=1e-4)
+
+
+def test_openrlhf_chat_template_query_scores_like_the_messages(tiny_model_dir, tmp_path):
+    """OpenRLHF sends `apply_chat_template` text; it must not be templated a second time."""
+    scorer = Scorer.from_pretrained(save_rewardkit_model(tiny_model_dir("qwen2"), tmp_path / "qwen2"))
+    assert scorer.renderer.has_chat_template
+    prompt = [{"role": "user", "content": "What is 2+2?"}]
+    response = [{"role": "assistant", "content": "It is 4."}]
+    tok = scorer.tokenizer
+    query = tok.apply_chat_template(prompt + response, tokenize=False)
+    head = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    out = openrlhf_reward_func(scorer)([query, query], [head, None], None)
+    want = scorer.score([prompt], [response])[0]
+    assert out.tolist() == pytest.approx([want, want], abs=1e-4)

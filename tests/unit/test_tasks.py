@@ -101,3 +101,22 @@ def test_pair_regularizers_add_centering_and_l2():
     task = make_task(c)
     extra = task.pair_regularizers(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 0.0]))
     assert extra.item() == pytest.approx(0.1 * (4 + 4) / 2 + 0.5 * (1 + 4 + 1 + 0) / 4)
+
+
+class LengthModel(torch.nn.Module):
+    """reward = number of real tokens: a model whose scores are known in advance."""
+
+    def forward(self, batch, full=False):
+        r = batch.attention_mask.sum(1).float()
+        return RewardOutput(r, r[:, None]) if full else r
+
+
+def test_ranked_evaluation_counts_pairs_the_scores_order_like_the_ranks():
+    task = make_task(cfg("ranking"))
+    # list 1: longest ranked best -> its 3 pairs right; list 2: ranks reversed -> its 1 pair wrong; a tie skipped
+    items = [EncodedRanked([seq(6), seq(4), seq(2)], [0, 1, 2], "a:1"),
+             EncodedRanked([seq(6), seq(3), seq(4)], [1, 0, 1], "a:2")]
+    m = task.evaluate(LengthModel(), items, pad_id=0, device="cpu", batch_size=2)
+    assert m["ranked_pairs"] == 5
+    assert m["pair_accuracy"] == pytest.approx(3 / 5)  # list 2: 3 < 6 wrong, 3 < 4 wrong
+    assert m["top1_accuracy"] == pytest.approx(1 / 2)

@@ -203,6 +203,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     for name, p in hf.named_parameters():
         if not torch.isfinite(p).all():
             raise FloatingPointError(f"refusing to export: parameter {name} has NaN or infinite values")
+    _drop_dequantized_gguf_marker(hf)
     hf = hf.to(_DTYPES[dtype])
     tok = src.tokenizer  # changed in place below: the source is not used after this point
     hf.config.pad_token_id = tok.pad_token_id
@@ -230,6 +231,23 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     log.info("exported %s -> %s (%s)%s", src.path, out, dtype,
              f"; checks {checks}" if checks else "")
     return ExportResult(out, dtype, compatible, how, checks)
+
+
+def _drop_dequantized_gguf_marker(hf) -> None:
+    """A backbone loaded from GGUF keeps transformers' GGUF quantizer attached although its weights were
+    de-quantised to ordinary float tensors on load, and ``save_pretrained`` refuses such a model. Detach the
+    marker when every weight is a float tensor; refuse (clearly) when some are still quantized blocks."""
+    quantizer = getattr(hf, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    method = str(getattr(quantizer.quantization_config, "quant_method", ""))
+    tensors = list(hf.parameters()) + list(hf.buffers())
+    if "gguf" not in method.lower() or not all(t.is_floating_point() for t in tensors):
+        raise ExportError(f"the model holds quantized weights ({method}); export needs float weights: load the "
+                          "backbone de-quantised")
+    hf.hf_quantizer = None
+    if hasattr(hf.config, "quantization_config"):
+        del hf.config.quantization_config
 
 
 def _write_meta(out: Path, meta: ModelMeta, export_info: dict) -> None:

@@ -43,7 +43,7 @@ def make_accelerator(grad_accum: int = 1):
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cpu = world > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(gradient_accumulation_steps=grad_accum, cpu=cpu or None)
+    accelerator = Accelerator(gradient_accumulation_steps=grad_accum, cpu=cpu)
     if world > 1 and accelerator.num_processes != world:
         raise RuntimeError(f"launched with WORLD_SIZE={world} but Accelerate set up {accelerator.num_processes} "
                            "process(es); check the launcher settings")
@@ -207,6 +207,9 @@ def relaunch_command(config: str, overrides: list[str], num_processes: int | Non
     """
     import sys
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("--num-processes / --accelerate-config inside a launched process: drop them, the launcher "
+                         "already started the processes")
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if accelerate_config:
         cmd += ["--config_file", accelerate_config]
