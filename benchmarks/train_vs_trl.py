@@ -61,8 +61,10 @@ def build_pairs(variant: str, n: int):
     texts = [p for p in pairs if isinstance(p.prompt, str)]
     for i, p in enumerate(texts[:n]):
         if variant == "long-prompt":
-            context = "".join(texts[(i + k) % len(texts)].prompt + texts[(i + k) % len(texts)].chosen
-                              for k in range(1, 4))
+            context, k = "", 1
+            while len(context) < 1200:  # ~300 tokens of other real dialogues before this one
+                other = texts[(i + k) % len(texts)]
+                context, k = context + other.prompt + other.chosen, k + 1
             prompt = context + p.prompt
             chosen, rejected = (" " + " ".join(x.split()[:12]) for x in (p.chosen, p.rejected))
         elif variant == "long-response":
@@ -84,7 +86,8 @@ def encoded_batches(tok, variant: str, batch: int, n_batches: int, max_length: i
     from rewardkit.training.trainer import epoch_batches
 
     pairs = build_pairs(variant, 1000)
-    enc = encode_pairs(pairs, Renderer(tok, "decoder", "plain"), SequenceEncoder(tok, "decoder", max_length))
+    # over-long pairs are dropped, as TRL does (it filters them): both tools train on the same whole pairs
+    enc = encode_pairs(pairs, Renderer(tok, "decoder", "plain"), SequenceEncoder(tok, "decoder", max_length, "drop"))
     lengths = [max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in enc]
     order = epoch_batches(lengths, batch, seed=0, epoch=0)[:n_batches]
     return [[enc[i] for i in b] for b in order]
