@@ -147,3 +147,27 @@ def test_empty_response_and_literal_eos_score_alike_in_source_export_and_transfo
         got = [e.model(**e.tok(p + r, return_tensors="pt")).logits[0, 0].item()
                for p, r in zip(prompts, responses, strict=True)]
     assert_close(got, want)
+
+
+def test_truncation_true_reproduces_rewardkits_over_length_policy(tokenizer_dirs, tmp_path):
+    """rewardkit cuts the prompt from the left (max_length 16 here); the exported tokenizer with truncation=True
+    does the same and keeps the score token; without truncation the long examples score differently."""
+    import json
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    src = make_rewardkit_dir(tokenizer_dirs, "gpt2", tmp_path / "model")
+    meta = json.loads((src / "rewardkit.json").read_text())
+    meta["max_length"] = 16
+    (src / "rewardkit.json").write_text(json.dumps(meta))
+    export_model(src, tmp_path / "out")
+    want = rewardkit.load_model(src).score(TEXT_PROMPTS, TEXT_RESPONSES)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "out")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    texts = [p + r for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)]
+    assert max(len(tok(t)["input_ids"]) for t in texts) > 16
+    with torch.no_grad():
+        cut = model(**tok(texts, truncation=True, padding=True, return_tensors="pt")).logits[:, 0].tolist()
+        whole = model(**tok(texts, padding=True, return_tensors="pt")).logits[:, 0].tolist()
+    assert_close(cut, want)
+    assert max(abs(a - b) for a, b in zip(whole, want, strict=True)) > 100 * TOL

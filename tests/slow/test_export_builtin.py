@@ -47,7 +47,7 @@ def test_smollm2_lora_checkpoint_export_scores_alike_in_plain_transformers(tmp_p
     assert result.checks["interop_max_abs_diff"] <= 1e-4
     tok, model = AutoTokenizer.from_pretrained(out), AutoModelForSequenceClassification.from_pretrained(out).eval()
     with torch.no_grad():
-        got = model(**tok([p + r for p, r in texts], padding=True, return_tensors="pt")).logits[:, 0]
+        got = model(**tok([p + r for p, r in texts], truncation=True, padding=True, return_tensors="pt")).logits[:, 0]
     torch.testing.assert_close(got, torch.tensor(want), atol=1e-4, rtol=1e-4)
     assert tok.chat_template  # SmolLM2-Instruct's template (ChatML): messages score alike too
     msgs = [[{"role": "user", "content": "How do I make tea?"}], [{"role": "user", "content": "2+2?"}]]
@@ -56,5 +56,6 @@ def test_smollm2_lora_checkpoint_export_scores_alike_in_plain_transformers(tmp_p
     chat_want = rewardkit.load_model(out).score(msgs, answers)
     chat = [tok.apply_chat_template(m + a, tokenize=False) for m, a in zip(msgs, answers, strict=True)]
     with torch.no_grad():
-        chat_got = model(**tok(chat, add_special_tokens=False, padding=True, return_tensors="pt")).logits[:, 0]
+        chat_got = model(**tok(chat, add_special_tokens=False, truncation=True, padding=True,
+                             return_tensors="pt")).logits[:, 0]
     torch.testing.assert_close(chat_got, torch.tensor(chat_want), atol=1e-4, rtol=1e-4)

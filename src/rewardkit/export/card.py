@@ -112,12 +112,13 @@ def _usage_section(meta: ModelMeta, compatible: bool, weights: list[float] | Non
                    "tok = AutoTokenizer.from_pretrained(\"PATH\")",
                    "model = AutoModelForSequenceClassification.from_pretrained(\"PATH\")",
                    "# plain text: the tokenizer appends the score token itself",
-                   "reward = model(**tok(prompt + response, return_tensors=\"pt\")).logits[0, 0]",
+                   "reward = model(**tok(prompt + response, truncation=True, return_tensors=\"pt\")).logits[0, 0]",
                    "# or: pipeline(\"text-classification\", model=\"PATH\", function_to_apply=\"none\")(",
-                   "#         prompt + response)[0][\"score\"]",
+                   "#         prompt + response, truncation=True)[0][\"score\"]",
                    "# chat messages: the template already writes the special tokens",
                    "text = tok.apply_chat_template(messages, tokenize=False)",
-                   "reward = model(**tok(text, add_special_tokens=False, return_tensors=\"pt\")).logits[0, 0]"]
+                   "reward = model(**tok(text, add_special_tokens=False, truncation=True, "
+                   "return_tensors=\"pt\")).logits[0, 0]"]
         recipe = [
             f"The reward is read at the score token `{meta.score_token}` appended after the response.",
             "",
@@ -130,6 +131,10 @@ def _usage_section(meta: ModelMeta, compatible: bool, weights: list[float] | Non
             "is asked for (rewardkit drops the newline the original template writes after it); that token is "
             "the score token. Tokenize the rendered text with `add_special_tokens=False` (as "
             "`apply_chat_template(..., tokenize=True)` and TRL do), otherwise an extra EOS follows it.",
+            f"- **Length**: rewardkit cuts sequences longer than {meta.max_length} tokens from the left of the "
+            "prompt, keeping the response end and the score token; the exported tokenizer does the same with "
+            "`truncation=True` (`truncation_side=\"left\"`, `model_max_length` "
+            f"{meta.max_length}). Without it, longer inputs are scored whole and differ.",
             "- **Padding**: the tokenizer has its own pad token (never EOS) and pads on the right, so transformers' "
             "\"last non-pad token\" rule finds the score token. With left padding it finds it too, but "
             "transformers' default position ids ignore the attention mask: rotary models (Llama, Qwen2) keep their "

@@ -212,6 +212,11 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
         hf.config.label2id = {a: i for i, a in enumerate(src.meta.attributes)}
     hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     prepare_tokenizer(tok, src.meta.kind)
+    if src.meta.kind == "decoder" and src.meta.truncation == "truncate_prompt_left":
+        # `tokenizer(text, truncation=True)` then cuts from the left to max_length with the score token kept:
+        # rewardkit's over-length policy (the prompt's start goes first)
+        tok.truncation_side = tok.init_kwargs["truncation_side"] = "left"
+        tok.model_max_length = tok.init_kwargs["model_max_length"] = src.meta.max_length
     tok.save_pretrained(out)
     src.model.extras.save(out)  # learned attribute weights: rewardkit_head.safetensors
 
@@ -263,8 +268,8 @@ def consumer_inputs(tokenizer, meta: ModelMeta, prompt, response) -> dict:
         return tokenizer(_plain(prompt), _plain(response), return_tensors="pt")
     if isinstance(prompt, list) or isinstance(response, list):
         text = tokenizer.apply_chat_template(_msgs(prompt, "user") + _msgs(response, "assistant"), tokenize=False)
-        return tokenizer(text, add_special_tokens=False, return_tensors="pt")
-    return tokenizer(prompt + response, return_tensors="pt")
+        return tokenizer(text, add_special_tokens=False, truncation=True, return_tensors="pt")
+    return tokenizer(prompt + response, truncation=True, return_tensors="pt")
 
 
 def _plain(x) -> str:
