@@ -65,7 +65,6 @@ def check(seen, logged, scorer):
     assert len(set(round(x, 4) for x in ours)) > 1  # distinct completions, distinct rewards: not a constant
 
 
-@pytest.mark.slow  # ~100 s on a loaded 2-core machine: the 151k-token Qwen2 vocabulary, loaded five times
 def test_grpo_conversational_rewards_equal_rewardkit_scores(tokenizer_dirs, tmp_path):
     """Chat prompts: TRL renders prompt + completion with the exported (trimmed) chat template and tokenizes
     it with add_special_tokens=False; that ends at <|im_end|>, our score token. No extra code needed."""
