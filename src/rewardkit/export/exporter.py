@@ -21,6 +21,7 @@ from typing import Literal, get_args
 import torch
 
 from ..data.render import Renderer
+from ..models.backbones import detach_gguf_quantizer
 from ..models.reward_model import META_FILE, ModelMeta, RewardModel, load_reward_model
 from .card import write_card
 from .tokenizer import prepare_tokenizer
@@ -239,20 +240,10 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
 
 
 def _drop_dequantized_gguf_marker(hf) -> None:
-    """A backbone loaded from GGUF keeps transformers' GGUF quantizer attached although its weights were
-    de-quantised to ordinary float tensors on load, and ``save_pretrained`` refuses such a model. Detach the
-    marker when every weight is a float tensor; refuse (clearly) when some are still quantized blocks."""
-    quantizer = getattr(hf, "hf_quantizer", None)
-    if quantizer is None:
-        return
-    method = str(getattr(quantizer.quantization_config, "quant_method", ""))
-    tensors = list(hf.parameters()) + list(hf.buffers())
-    if "gguf" not in method.lower() or not all(t.is_floating_point() for t in tensors):
-        raise ExportError(f"the model holds quantized weights ({method}); export needs float weights: load the "
-                          "backbone de-quantised")
-    hf.hf_quantizer = None
-    if hasattr(hf.config, "quantization_config"):
-        del hf.config.quantization_config
+    try:
+        detach_gguf_quantizer(hf)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
 
 
 def _write_meta(out: Path, meta: ModelMeta, export_info: dict) -> None:

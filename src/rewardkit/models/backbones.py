@@ -73,3 +73,21 @@ def load_config(path: str, gguf_file: str | None = None, trust_remote_code: bool
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     return AutoConfig.from_pretrained(path, **kwargs)
+
+
+def detach_gguf_quantizer(hf) -> None:
+    """A backbone loaded from GGUF keeps transformers' GGUF quantizer attached although its weights were
+    de-quantised to ordinary float tensors on load, and ``save_pretrained`` refuses such a model ("quantized
+    with gguf and is not serializable"). Detach the marker when every weight is a float tensor; refuse clearly
+    when some are still quantized blocks."""
+    quantizer = getattr(hf, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    method = str(getattr(quantizer.quantization_config, "quant_method", ""))
+    tensors = list(hf.parameters()) + list(hf.buffers())
+    if "gguf" not in method.lower() or not all(t.is_floating_point() for t in tensors):
+        raise ValueError(f"the model holds quantized weights ({method}); rewardkit needs float weights: load the "
+                         "backbone de-quantised")
+    hf.hf_quantizer = None
+    if hasattr(hf.config, "quantization_config"):
+        del hf.config.quantization_config

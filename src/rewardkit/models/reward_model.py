@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..types import TokenBatch
-from .backbones import is_encoder_config, load_config, load_tokenizer, resolve_model
+from .backbones import detach_gguf_quantizer, is_encoder_config, load_config, load_tokenizer, resolve_model
 from .heads import HeadExtras, HeadSpec, RewardOutput, combine, masked_mean, spec_from_config
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,8 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
         kwargs["gguf_file"] = gguf
     torch.manual_seed(cfg.init_seed if cfg.init_seed is not None else seed)  # the new head's initialisation
     hf = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    if gguf:
+        detach_gguf_quantizer(hf)  # weights are de-quantised fp32 now; keep the model saveable
     _set_pad_token(tokenizer, hf, kind)
     if cfg.gradient_checkpointing:
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
