@@ -57,9 +57,9 @@ def cmd_train(args, overrides: list[str]) -> int:
             print(f"  {k:20s} {v:.4f}" + (f" / {z:.4f}" if isinstance(z, (int, float)) else ""))
     elif m.get("eval"):
         print("\nheld-out pairwise accuracy")
-        print(f"  trained model       {_fmt(m['eval'])}")
-        print(f"  zero-shot (untrained head) {_fmt(m.get('zero_shot'))}")
-        print(f"  longer response wins {_fmt(m.get('longer_wins'))}")
+        print(f"  {'trained model':28s}{_fmt(m['eval'])}")
+        print(f"  {'zero-shot (untrained head)':28s}{_fmt(m.get('zero_shot'))}")
+        print(f"  {'longer response wins':28s}{_fmt(m.get('longer_wins'))}")
     print(f"model saved to {result.output_dir / 'model'}  ({m['steps']} steps, {m['train_seconds']} s training)")
     return 0
 
