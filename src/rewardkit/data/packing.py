@@ -237,14 +237,16 @@ def token_budget_batches(costs: list[int], max_tokens: int, order: list[int]) ->
 
 
 def padded_budget_batches(widths: list[int], rows_per_example: int, max_tokens: int,
-                          order: list[int]) -> list[list[int]]:
-    """Like :func:`token_budget_batches` for padded batches: cost = rows x the widest example so far."""
+                          order: list[int], max_examples: int | None = None) -> list[list[int]]:
+    """Like :func:`token_budget_batches` for padded batches: cost = rows x the widest example so far; at most
+    ``max_examples`` examples per batch when given. Shared by training and :mod:`rewardkit.serve.scorer`."""
     batches: list[list[int]] = []
     cur: list[int] = []
     widest = 0
     for i in order:
         w = max(widest, widths[i])
-        if cur and (len(cur) + 1) * rows_per_example * w > max_tokens:
+        full = max_examples is not None and len(cur) >= max_examples
+        if cur and ((len(cur) + 1) * rows_per_example * w > max_tokens or full):
             batches.append(cur)
             cur, w = [], widths[i]
         cur.append(i)

@@ -13,6 +13,7 @@ import torch
 
 from ..data.collate import pad_batch
 from ..data.formats import Text
+from ..data.packing import padded_budget_batches
 from ..data.render import Renderer
 from ..data.tokenize import Encoded, SequenceEncoder
 from ..models.reward_model import ModelMeta, RewardModel, load_reward_model
@@ -21,17 +22,7 @@ from ..models.reward_model import ModelMeta, RewardModel, load_reward_model
 def length_batches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> list[list[int]]:
     """Indices grouped into batches of similar length: each batch's rows x longest row <= max_tokens."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    batches, current, width = [], [], 0
-    for i in order:
-        w = max(width, lengths[i])
-        if current and (w * (len(current) + 1) > max_tokens or len(current) >= max_batch):
-            batches.append(current)
-            current, w = [], lengths[i]
-        current.append(i)
-        width = w
-    if current:
-        batches.append(current)
-    return batches
+    return padded_budget_batches(list(lengths), 1, max_tokens, order, max_batch)
 
 
 @torch.no_grad()
