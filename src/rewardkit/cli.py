@@ -214,6 +214,14 @@ def cmd_models(args, overrides: list[str]) -> int:
     return 0
 
 
+def _scoring_options(p: argparse.ArgumentParser, normalize_help: str) -> None:
+    """Options shared by `score` and `serve`: both batch through the same Scorer."""
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-tokens", type=int, default=16384, help="token budget per batch (rows x longest row)")
+    p.add_argument("--max-batch", type=int, default=64, help="most sequences per batch")
+    p.add_argument("--normalize", action="store_true", help=normalize_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rewardkit", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -255,28 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="model directory or training run directory")
     s.add_argument("input", help="jsonl/json/csv/parquet file (optionally .gz) or builtin:NAME")
     s.add_argument("-o", "--output", required=True, help="output file; its extension sets the format")
-    s.add_argument("--max-tokens", type=int, default=16384, help="token budget per batch (rows x longest row)")
-    s.add_argument("--max-batch", type=int, default=64, help="most sequences per batch")
-    s.add_argument("--normalize", action="store_true", help="apply the model's stored mean/std")
     s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
                    help="skip: keep invalid records with null rewards and count them")
-    s.add_argument("--device", default="cpu")
+    _scoring_options(s, normalize_help="apply the model's stored mean/std")
     s.set_defaults(func=cmd_score)
 
     v = sub.add_parser("serve", help="serve a model over HTTP (/score, /get_reward, /health, /metrics)")
     v.add_argument("model", help="model directory or training run directory")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--device", default="cpu")
-    v.add_argument("--max-tokens", type=int, default=16384, help="token budget per model batch")
-    v.add_argument("--max-batch", type=int, default=64, help="most sequences per model batch")
     v.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
     v.add_argument("--max-items", type=int, default=1024, help="most items per request (422 above)")
     v.add_argument("--max-text-chars", type=int, default=100_000, help="longest text per field (422 above)")
     v.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest body (413 above)")
     v.add_argument("--api-key-env", default="REWARDKIT_API_KEY",
                    help="environment variable holding the bearer token; unset: no authentication")
-    v.add_argument("--normalize", action="store_true", help="return normalised rewards by default")
+    _scoring_options(v, normalize_help="return normalised rewards by default")
     v.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("data", help="look at data files").add_subparsers(dest="data_command", required=True)

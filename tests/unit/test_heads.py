@@ -13,6 +13,7 @@ from rewardkit.models.reward_model import ModelMeta, load_reward_model, model_fr
 
 from ..conftest import ARCH_TOKENIZER, load_test_tokenizer, tiny_config
 from .test_reward_model import TEXTS
+from .test_reward_model import single_scores as alone
 
 ATTRS = ["helpfulness", "correctness", "verbosity"]
 HEADS = {
@@ -50,11 +51,6 @@ def make(arch, name, tokenizer_dirs):
     encoder, renderer = SequenceEncoder(tok, kind, 128), Renderer(tok, kind)
     seqs = [encoder.encode(renderer.render(p, r)) for p, r in TEXTS]
     return model, tok, kind, seqs
-
-
-def alone(model, seqs, pad_id):
-    with torch.no_grad():
-        return torch.cat([model(pad_batch([s], pad_id)) for s in seqs])
 
 
 @pytest.mark.parametrize("arch,name", CASES)
