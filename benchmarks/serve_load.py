@@ -52,9 +52,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(path: Path, port: int, max_wait_ms: float) -> subprocess.Popen:
+def start_server(path: Path, port: int, max_wait_ms: float, max_tokens: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "rewardkit", "serve", str(path), "--port", str(port),
-                             "--max-wait-ms", str(max_wait_ms)], stdout=subprocess.DEVNULL,
+                             "--max-wait-ms", str(max_wait_ms), "--max-tokens", str(max_tokens)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, REWARDKIT_API_KEY=""))
     deadline = time.time() + 300
     while True:
@@ -65,6 +65,12 @@ def start_server(path: Path, port: int, max_wait_ms: float) -> subprocess.Popen:
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError("the server did not start") from None
             time.sleep(0.2)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_clients(port: int, requests: list[list[dict]], clients: int):
@@ -112,25 +118,31 @@ def main() -> None:
     ap.add_argument("--max-items", type=int, default=4, help="items per request: uniform in 1..max-items")
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-tokens", type=int, default=4096, help="token budget per model batch (server and offline; the CPU default)")
     args = ap.parse_args()
     import transformers
 
-    from rewardkit.serve.scorer import Scorer
+    from rewardkit.serve.scorer import Scorer, batch_slots, scoring_batches
 
     transformers.utils.logging.set_verbosity_error()
     requests = make_requests(args.requests, args.max_items, args.seed)
     flat = [it for req in requests for it in req]
     with tempfile.TemporaryDirectory() as t:
         path = model_dir(Path(t))
-        scorer = Scorer.from_pretrained(path)
-        start = time.perf_counter()
-        offline = scorer.score_encoded([scorer.encode(it["prompt"], it["response"]) for it in flat])
-        offline_s = time.perf_counter() - start
+        scorer = Scorer.from_pretrained(path, max_tokens=args.max_tokens)
+        start, cpu = time.perf_counter(), time.process_time()
+        seqs = [scorer.encode(it["prompt"], it["response"]) for it in flat]
+        offline = scorer.score_encoded(seqs)
+        offline_s, offline_cpu = time.perf_counter() - start, time.process_time() - cpu
+        offline_slots = sum(batch_slots(b) for _, b in scoring_batches(
+            scorer.model, seqs, scorer.tokenizer.pad_token_id, scorer.max_tokens, scorer.max_batch))
         del scorer
         port = free_port()
-        proc = start_server(path, port, args.max_wait_ms)
+        proc = start_server(path, port, args.max_wait_ms, args.max_tokens)
         try:
+            cpu_before = process_cpu(proc.pid)
             results, served_s = run_clients(port, requests, args.clients)
+            served_cpu = process_cpu(proc.pid) - cpu_before
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
         finally:
             proc.terminate()
@@ -147,6 +159,9 @@ def main() -> None:
     print(f"offline batch scoring: {len(flat) / offline_s:8.1f} items/s ({offline_s:.1f} s)")
     print(f"server under load:     {len(flat) / served_s:8.1f} items/s ({served_s:.1f} s); "
           f"ratio {offline_s / served_s:.2f}x of offline")
+    print(f"token positions computed (padding included): offline {offline_slots}, server "
+          f"{metric(metrics, 'rewardkit_batch_tokens_sum'):.0f}; real tokens {sum(len(q.input_ids) for q in seqs)}")
+    print(f"CPU seconds: offline {offline_cpu:.1f}, server process {served_cpu:.1f} (model, HTTP, JSON, tokenizing)")
     print(f"latency p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; max |server - offline| reward {diff:.2e}")
     print(f"model batches {metric(metrics, 'rewardkit_batches_total'):.0f}, mean batch size "
           f"{metric(metrics, 'rewardkit_batch_size_sum') / metric(metrics, 'rewardkit_batch_size_count'):.1f}, "

@@ -8,7 +8,9 @@ same vocabulary), seed 0, fp32 (bf16 is emulated on AVX2-only CPUs: see the matm
 (lr 1e-4, no weight decay, linear schedule, grad-norm clip 1.0), the same pairs *already tokenized by
 rewardkit* (TRL gets them as ``chosen_ids``/``rejected_ids``, so both see identical token sequences), the same
 micro-batches in the same order (rewardkit's length-grouped order; TRL's sampler is made sequential), the same
-number of warm-up and timed steps. Each tool runs in its own process (clean peak RSS), and the processes
+number of warm-up and timed steps, and gradient checkpointing (``--grad-ckpt``, on by default for both
+because TRL's ``RewardConfig`` turns it on by default: it trades a second forward for much lower
+activation memory, so comparing peak memory only makes sense with the same setting). Each tool runs in its own process (clean peak RSS), and the processes
 alternate TRL / rewardkit packed / rewardkit padded, round after round, so all see the same machine load.
 
 Reported per tool: pairs/s, non-pad tokens/s (tokens of the sequences themselves, prompt counted twice as in
@@ -156,10 +158,14 @@ def run_rewardkit(model, tok, batches, spec, packed: bool):
     from rewardkit.data.collate import pair_batch
     from rewardkit.data.packing import packed_pair_batch
     from rewardkit.losses import bradley_terry
-    from rewardkit.models.packed import select_attention
+    from rewardkit.models.packed import attention_cost, select_attention
 
+    cost = None
     if packed:
         select_attention(model, "auto", torch.device("cpu"))
+        cost = attention_cost(model)  # as the trainer: share a prompt only where it pays
+    if spec["grad_ckpt"]:  # what model.gradient_checkpointing: true does (models/reward_model.py)
+        model.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt, sched = _optimizer(model, len(batches), spec["lr"])
     model.train()
     seconds, cpu, losses, computed, widths = 0.0, 0.0, [], 0, []
@@ -167,7 +173,7 @@ def run_rewardkit(model, tok, batches, spec, packed: bool):
         t, c0 = time.perf_counter(), time.process_time()
         c, r = [p.chosen for p in chunk], [p.rejected for p in chunk]
         if packed:  # what the trainer does with train.packing: true
-            batch = packed_pair_batch(c, r, [0.0] * len(c), "decoder", tok.pad_token_id, spec["row_tokens"])
+            batch = packed_pair_batch(c, r, [0.0] * len(c), "decoder", tok.pad_token_id, spec["row_tokens"], cost)
         else:
             batch = pair_batch(c, r, [0.0] * len(c), tok.pad_token_id)
         rewards = model(batch.tokens)
@@ -223,7 +229,8 @@ def run_trl(model, tok, batches, spec):
                         max_steps=steps, learning_rate=spec["lr"], weight_decay=0.0, lr_scheduler_type="linear",
                         warmup_steps=0, max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to=[],
                         bf16=False, fp16=False, use_cpu=True, dataloader_num_workers=0, seed=0,
-                        max_length=spec["max_length"], disable_dropout=True, remove_unused_columns=False)
+                        max_length=spec["max_length"], disable_dropout=True, remove_unused_columns=False,
+                        gradient_checkpointing=spec["grad_ckpt"])  # TRL's RewardConfig default: on
     clock = Clock()
     trainer = Sequential(model=model.hf, args=args, train_dataset=ds, processing_class=tok, callbacks=[clock])
     trainer.train()
@@ -275,6 +282,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: 6 for 10m, 2 for 135m)")
     ap.add_argument("--rounds", type=int, default=1, help="alternations of all tools per configuration")
     ap.add_argument("--row-tokens", type=int, default=None, help="rewardkit packed row capacity (default auto)")
+    ap.add_argument("--grad-ckpt", choices=("on", "off"), default="on",
+                    help="gradient checkpointing for both tools (on: TRL's RewardConfig default)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--json", default=None, help="also write every measurement here")
@@ -300,7 +309,7 @@ def main() -> None:
                 for tool in a.tools.split(","):
                     spec = {"tool": tool, "size": size, "variant": variant, "batch": a.batch, "steps": steps,
                             "warmup": a.warmup, "max_length": a.max_length, "row_tokens": a.row_tokens,
-                            "threads": a.threads, "lr": a.lr, "tok_dir": tok_dir}
+                            "threads": a.threads, "lr": a.lr, "tok_dir": tok_dir, "grad_ckpt": a.grad_ckpt == "on"}
                     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                                           capture_output=True, text=True)
                     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]

@@ -16,9 +16,43 @@ from .config import RunConfig, load_config  # noqa: E402
 
 def train(config, resume: bool = False):
     """Train a reward model; ``config`` is a :class:`RunConfig`, a YAML path or a dict. See ``rewardkit.training.trainer``."""
+    from .training.trainer import _as_config
     from .training.trainer import train as _train
 
-    return _train(config, resume=resume)
+    cfg = _as_config(config)
+    result = _train(cfg, resume=resume)
+    if cfg.attribute_weights is not None:  # stage 2 of weighting: learned, on the saved model (main process)
+        from .training.attribute_weights import run_weight_stage
+
+        run_weight_stage(cfg.attribute_weights, result)
+    return result
+
+
+def fit_attribute_weights(model, pairs: str, *, start: int = 0, stop: int | None = None, adapter: str | None = None,
+                          format: str = "auto", to_pairs: str = "off", eval_start: int | None = None,
+                          eval_stop: int | None = None, steps: int = 300, lr: float = 0.05, save: bool = True,
+                          device: str = "cpu"):
+    """Fit a multi-attribute model's learned weighting on preference pairs, attribute outputs frozen (as
+    ``rewardkit fit-weights`` and the ``attribute_weights`` config section). ``pairs`` is a pairs file or, with
+    ``to_pairs``, scalar ratings; ``eval_start``/``eval_stop`` pick held-out records of the same file. Returns a
+    ``WeightFit``; ``save`` writes the weights into the model directory. See ``rewardkit.training.attribute_weights``.
+    """
+    from .config import AttributeWeightsConfig, RatingsConfig, SplitConfig
+    from .serve.scorer import Scorer
+    from .training.attribute_weights import fit_attribute_weights as _fit
+    from .training.attribute_weights import save_attribute_weights
+
+    held = (SplitConfig(path=pairs, start=eval_start or 0, stop=eval_stop, adapter=adapter)
+            if eval_start is not None or eval_stop is not None else None)
+    cfg = AttributeWeightsConfig(train=SplitConfig(path=pairs, start=start, stop=stop, adapter=adapter), eval=held,
+                                 format=format, ratings=RatingsConfig(to_pairs=to_pairs), steps=steps, lr=lr)
+    scorer = model if isinstance(model, Scorer) else Scorer.from_pretrained(model, device=device)
+    fit = _fit(scorer, cfg)
+    if save:
+        if isinstance(model, Scorer):
+            raise ValueError("save=True needs the model's directory (pass the path, not a Scorer)")
+        save_attribute_weights(scorer, model, fit)
+    return fit
 
 
 def load_model(path, device: str = "cpu"):
@@ -59,4 +93,5 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["RunConfig", "Scorer", "evaluate", "load_config", "load_model", "train", "__version__"]
+__all__ = ["RunConfig", "Scorer", "evaluate", "fit_attribute_weights", "load_config", "load_model", "train",
+           "__version__"]

@@ -79,7 +79,7 @@ def cmd_eval(args, overrides: list[str]) -> int:
     from .serve.scorer import Scorer
 
     scorer = Scorer.from_pretrained(args.model)
-    data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid, "format": args.format})
+    data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid, "format": args.format, "adapter": args.adapter})
     split = SplitConfig(path=args.data, start=args.start, stop=args.stop)
     ev = evaluate_file(scorer, split, data_cfg, by=args.by, n_boot=args.bootstrap, seed=args.seed,
                        show_progress=not args.json)
@@ -112,10 +112,18 @@ def cmd_eval(args, overrides: list[str]) -> int:
 def _examples_summary(m: dict) -> str:
     keys = {"binary": ("accuracy", "precision", "recall", "f1", "auc", "ece", "brier"),
             "scalar": ("mse", "rmse", "pearson", "spearman"),
-            "ranked": ("kendall_tau", "spearman", "top1_accuracy")}[m["format"]]
+            "ranked": ("kendall_tau", "spearman", "top1_accuracy"),
+            "multi": ("mse", "rmse", "pearson", "spearman")}[m["format"]]
     lines = [f"{m['format']}: {m['examples_scored']} examples scored ({m['examples_dropped']} dropped as over-long); "
-             "95% bootstrap intervals"]
+             "95% bootstrap intervals" + ("; mean over attributes" if m["format"] == "multi" else "")]
     lines += [f"  {k:14s} {_ci_text(m, k)}" for k in keys]
+    if m["format"] == "multi":
+        lines.append(f"  {'attribute':20s} {'rated':>6s} {'rmse':>8s}  pearson [95% CI]")
+        for name, a in m["attributes"].items():
+            rmse = f"{a['rmse']:8.4f}" if a.get("rmse") is not None else f"{'-':>8s}"
+            lines.append(f"  {name:20s} {a['n']:6d} {rmse}  {_ci_text(a, 'pearson')}")
+        if m.get("unscored_attributes"):
+            lines.append(f"  rated but not an output of the model: {', '.join(m['unscored_attributes'])}")
     if "by" in m:
         head = keys[0]
         lines.append(f"by {m['by']['column']}:")
@@ -150,12 +158,32 @@ def _eval_summary(m: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_fit_weights(args, overrides: list[str]) -> int:
+    from . import fit_attribute_weights
+
+    fit = fit_attribute_weights(args.model, args.data, start=args.start, stop=args.stop, adapter=args.adapter,
+                                format=args.format, to_pairs=args.to_pairs, eval_start=args.eval_start,
+                                eval_stop=args.eval_stop, steps=args.steps, lr=args.lr, save=not args.dry_run)
+    if args.json:
+        print(json.dumps(fit.to_dict(), allow_nan=False))
+        return 0
+    print("attribute weights: " + ", ".join(f"{a} {w:.4f}" for a, w in zip(fit.attributes, fit.weights, strict=True)))
+    for name, part in (("fitting pairs", fit.train), ("held-out pairs", fit.eval)):
+        if part:
+            print(f"  {name:15s} {part['pairs']:6d} pairs  accuracy {part['fitted']['accuracy']:.4f} "
+                  f"(uniform {part['uniform']['accuracy']:.4f})  BT loss {part['fitted']['loss']:.4f} "
+                  f"(uniform {part['uniform']['loss']:.4f})")
+    print("not saved (--dry-run)" if args.dry_run else f"saved to {args.model}")
+    return 0
+
+
 def cmd_score(args, overrides: list[str]) -> int:
     from .serve.batch import score_file
     from .serve.scorer import Scorer
 
     scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
                                     max_batch=args.max_batch)
+    scorer.share_prompts = args.share_prompts
     r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid)
     extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
     extra += f", {r.dropped} dropped as too long" if r.dropped else ""
@@ -174,7 +202,9 @@ def cmd_serve(args, overrides: list[str]) -> int:
                        max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, api_key=os.environ.get(args.api_key_env) or None,
                        normalize=args.normalize)
-    scorer = Scorer.from_pretrained(args.model, device=args.device)
+    scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
+                                    max_batch=args.max_batch)
+    scorer.share_prompts = args.share_prompts
     serve(scorer, host=args.host, port=args.port, cfg=cfg)
     return 0
 
@@ -217,9 +247,13 @@ def cmd_models(args, overrides: list[str]) -> int:
 def _scoring_options(p: argparse.ArgumentParser, normalize_help: str) -> None:
     """Options shared by `score` and `serve`: both batch through the same Scorer."""
     p.add_argument("--device", default="cpu")
-    p.add_argument("--max-tokens", type=int, default=16384, help="token budget per batch (rows x longest row)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="token budget per batch (rows x longest row); default 4096 on CPU, 16384 on GPU")
     p.add_argument("--max-batch", type=int, default=64, help="most sequences per batch")
     p.add_argument("--normalize", action="store_true", help=normalize_help)
+    p.add_argument("--no-share-prompts", dest="share_prompts", action="store_false",
+                   help="decoders: score every text in its own padded row instead of computing a prompt once for "
+                   "all its responses (the scores are the same; for comparison)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,8 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stop", type=int, default=None)
     e.add_argument("--on-invalid", choices=["error", "skip"], default="error")
     e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    e.add_argument("--format", choices=["auto", "pairs", "binary", "scalar", "ranked"], default="auto",
-                   help="what a record holds (auto: detected from the first record)")
+    e.add_argument("--format", choices=typing.get_args(DataFormat), default="auto",
+                   help="what a record holds (auto: detected from the first record); multi: per-attribute metrics "
+                   "of a multi-attribute model")
+    e.add_argument("--adapter", default=None, choices=typing.get_args(Adapter),
+                   help="read a public data set in its own layout (e.g. usr with --format multi)")
     e.add_argument("--report", metavar="DIR", help="write report.html (figures embedded), the PNGs and "
                    "metrics.json to DIR")
     e.add_argument("--by", metavar="COLUMN", help="also break the metrics down by this record column (e.g. subset)")
@@ -256,6 +293,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     e.add_argument("--worst", type=int, default=20, help="worst-scored pairs listed in the report")
     e.set_defaults(func=cmd_eval)
+
+    w = sub.add_parser("fit-weights", help="fit a multi-attribute model's learned weighting on preference pairs",
+                       description="Stage 2 of `model.weighting: learned` (as ArmoRM): fit the K attribute weights "
+                       "on preference pairs with the attribute outputs frozen, and save them into the model.")
+    w.add_argument("model", help="model directory or training run directory (head multi, weighting learned)")
+    w.add_argument("data", help="preference pairs, or scalar ratings with --to-pairs")
+    w.add_argument("--start", type=int, default=0)
+    w.add_argument("--stop", type=int, default=None)
+    w.add_argument("--adapter", default=None, choices=typing.get_args(Adapter))
+    w.add_argument("--format", default="auto", choices=typing.get_args(DataFormat))
+    w.add_argument("--to-pairs", default="off", choices=["off", "same_annotator", "pooled"],
+                   help="scalar ratings -> pairs (as data.ratings.to_pairs)")
+    w.add_argument("--eval-start", type=int, default=None, help="held-out records of the same file: first")
+    w.add_argument("--eval-stop", type=int, default=None, help="held-out records of the same file: one past last")
+    w.add_argument("--steps", type=int, default=300)
+    w.add_argument("--lr", type=float, default=0.05)
+    w.add_argument("--dry-run", action="store_true", help="report the fit without saving it")
+    w.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    w.set_defaults(func=cmd_fit_weights)
 
     s = sub.add_parser("score", help="add rewards to every record of a file",
                        description="Score {prompt, response} / {messages} records (-> reward) or pairs "

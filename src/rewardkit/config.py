@@ -83,9 +83,11 @@ Adapter = Literal["hh-rlhf", "oasst", "pandalm", "usr", "halueval"]
 class RatingsConfig:
     """Scalar ratings (``format: scalar``): per-annotator normalisation, and turning ratings into pairs."""
 
-    normalize: Literal["none", "annotator_zscore"] = "none"
-    """`annotator_zscore`: replace each rating by (rating - mean) / std of that annotator's ratings, so
-    annotators who use the scale differently (0.8 vs 0.7 from one, 0.6 vs 0.5 from another) agree."""
+    normalize: Literal["none", "annotator_zscore", "zscore"] = "none"
+    """`annotator_zscore` (scalar): replace each rating by (rating - mean) / std of that annotator's ratings, so
+    annotators who use the scale differently (0.8 vs 0.7 from one, 0.6 vs 0.5 from another) agree. `zscore`:
+    standardise over the split, every rating (scalar) or each attribute (multi), to mean 0 and std 1, for
+    regression heads without a bias (decoders' score layer) and attributes rated on different scales."""
     to_pairs: Literal["off", "same_annotator", "pooled"] = "off"
     """Make preference pairs from ratings of several responses to the same prompt (or id): compare only
     ratings from the same annotator, or pool all annotators (mean rating per response)."""
@@ -158,7 +160,8 @@ class ModelConfig:
     """Multi-attribute head: the rated attribute names, in output order (e.g. [helpfulness, correctness])."""
     weighting: Literal["mean", "fixed", "learned"] = "mean"
     """Multi-attribute head: one reward from K outputs as their `mean`, a `fixed` weighted sum
-    (`attribute_weights`), or `learned` weights (softmax of K trainable logits, saved beside the model)."""
+    (`attribute_weights`), or `learned` weights (softmax of K logits, saved beside the model; fitted on
+    preference pairs by the `attribute_weights` stage or `rewardkit fit-weights`)."""
     attribute_weights: list[float] | None = None
     """Weights for `weighting: fixed`, one per attribute."""
     gguf_file: str | None = None
@@ -219,7 +222,8 @@ class TrainConfig:
     packing: bool = False
     """Padding-free rows: decoders put each prompt once and its responses as branches of a tree-shaped
     causal mask (rewards and gradients equal the padded ones); encoders pack sequences block-diagonally.
-    Several pairs share a row of up to `pack_row_tokens` tokens."""
+    Several pairs share a row of up to `pack_row_tokens` tokens. Pairwise and ranking losses (a ranked list's K
+    responses are the branches of one prompt)."""
     pack_row_tokens: int | None = None
     """Row capacity in packed mode; null: as long as the batch's longest pair needs (cheapest attention)."""
     attention: Literal["auto", "sdpa", "flex"] = "auto"
@@ -245,11 +249,32 @@ class TrainConfig:
 
 
 @dataclass(kw_only=True)
+class AttributeWeightsConfig:
+    """Second stage for `model.weighting: learned` (as ArmoRM, arXiv 2406.12845): after the attribute regression,
+    fit the K attribute weights on preference pairs with the backbone and the attribute outputs frozen."""
+
+    train: SplitConfig
+    """Preference pairs to fit the weights on: a pairs file, or scalar ratings turned into pairs (`ratings`).
+    Use training records only: the held-out split stays for evaluation."""
+    eval: SplitConfig | None = None
+    """Held-out pairs: pair accuracy with uniform and with fitted weights is reported on them."""
+    format: DataFormat = "auto"
+    """Format of the records (`pairs`, or `scalar` with `ratings.to_pairs`); `auto` detects it."""
+    ratings: RatingsConfig = field(default_factory=RatingsConfig)
+    """Scalar ratings -> pairs, as in `data.ratings` (e.g. `to_pairs: same_annotator`)."""
+    steps: int = 300
+    """Full-batch Adam steps on the K weight logits (the attribute outputs are computed once)."""
+    lr: float = 0.05
+
+
+@dataclass(kw_only=True)
 class RunConfig:
     model: ModelConfig
     data: DataConfig
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    attribute_weights: AttributeWeightsConfig | None = None
+    """`model.weighting: learned`: fit the weights on preference pairs after training (docs/recipes.md)."""
     output_dir: str = "runs/default"
 
 

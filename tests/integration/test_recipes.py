@@ -43,9 +43,15 @@ def test_recipe_config_trains_two_steps_on_a_tiny_model_and_its_model_reloads(pa
         over += ["--model.attributes", json.dumps(EXAMPLE_ATTRIBUTES)]
         if cfg.model.weighting == "fixed":
             over += ["--model.attribute_weights", "[0.5, 0.3, 0.2]"]
+    if cfg.attribute_weights is not None:  # the learned weighting's second stage, on example ratings -> pairs
+        scalar = str(REPO / "examples" / "data" / "scalar.jsonl")
+        over += ["--attribute_weights.train", scalar, "--attribute_weights.eval", scalar,
+                 "--attribute_weights.steps", "20"]
     assert main(["train", str(path), *over]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2
+    if cfg.attribute_weights is not None:
+        assert summary["attribute_weights"]["train"]["pairs"] > 0
     meta = json.loads((out / "model" / "rewardkit.json").read_text())
     assert meta["head"] == cfg.model.head
     assert meta["training"]["loss"] == cfg.loss.name

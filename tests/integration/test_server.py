@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rewardkit.serve.scorer import Scorer
+from rewardkit.serve.scorer import Scorer, score_sequences
 from rewardkit.serve.server import ServerConfig, create_app
 
 from ..unit.test_score_batch import SINGLES, save_rewardkit_model
@@ -188,3 +188,27 @@ def test_serve_cli_runs_uvicorn_with_a_bearer_token_from_the_environment(scorer,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_completions_of_one_prompt_from_several_clients_score_as_if_alone(server, scorer):
+    """GRPO-style load: each request holds G completions of one prompt and two clients send the same prompt;
+    the server computes each prompt once for all its completions (packed rows) and must return the scores
+    of scoring every text on its own."""
+    prompts = ["\n\nHuman: Name a colour.\n\nAssistant:", "\n\nHuman: What is 3 + 4?\n\nAssistant:"]
+    completions = [" Blue.", " Seven, I think.", " 7", " It is seven; three plus four.", " Green!"]
+    bodies = [[{"prompt": p, "response": c} for c in completions[k:] + completions[:k]]
+              for k, p in enumerate(prompts * 2)]
+    def computed_tokens() -> float:
+        text = server.get("/metrics")
+        return float(next(x for x in text.splitlines() if x.startswith("rewardkit_batch_tokens_sum ")).split()[1])
+
+    before = computed_tokens()
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        results = list(pool.map(lambda b: server.post("/score", b), bodies))
+    assert [s for s, _ in results] == [200] * len(bodies)
+    seqs = [scorer.encode(i["prompt"], i["response"]) for b in bodies for i in b]
+    assert computed_tokens() - before < sum(len(s.input_ids) for s in seqs)  # prompts were computed once
+    alone = score_sequences(scorer.model, seqs, scorer.tokenizer.pad_token_id, "cpu", max_batch=1,
+                            share_prompts=False)
+    assert [r for _, b in results for r in b["rewards"]] == pytest.approx(alone, abs=1e-4)
+    assert len(set(alone)) > len(completions)

@@ -15,7 +15,7 @@ from rewardkit.data.collate import pad_batch
 from rewardkit.data.packing import pack_groups
 from rewardkit.models.heads import HeadSpec
 from rewardkit.models.reward_model import ModelMeta, model_from_config
-from rewardkit.serve.scorer import Scorer, score_sequences
+from rewardkit.serve.scorer import Scorer, prompt_groups, score_sequences
 
 from ..conftest import ARCH_TOKENIZER, load_test_tokenizer, tiny_config
 
@@ -124,3 +124,20 @@ def test_cli_score_gives_the_api_scores(saved, tmp_path):
     assert main(["score", str(directory), str(src), "-o", str(out), "--max-batch", "2"]) == 0
     cli = [json.loads(line)["reward"] for line in out.read_text().splitlines()]
     assert cli == pytest.approx(scorer.score(PROMPTS, RESPONSES), abs=TOL)
+
+
+def test_responses_to_one_prompt_score_as_if_alone(saved):
+    """Decoders compute a shared prompt once (packed tree rows); the scores must not change. Some prompts have
+    several responses (of different lengths, one repeated), some one; the order is mixed."""
+    _, scorer, _ = saved
+    texts = [(p, r) for p in PROMPTS[:4] for r in RESPONSES] + [(PROMPTS[4], RESPONSES[0]), (PROMPTS[0], " 4")]
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0)).tolist()
+    seqs, pad = [scorer.encode(*texts[i]) for i in order], scorer.tokenizer.pad_token_id
+    if scorer.meta.kind == "decoder":  # the four multi-response prompts are found (one BPE-merged pair aside)
+        groups, _ = prompt_groups(seqs)
+        assert len(groups) >= 4 and sum(map(len, groups)) >= 20
+    alone = score_sequences(scorer.model, seqs, pad, "cpu", max_tokens=10**6, max_batch=1, share_prompts=False)
+    for budget, max_batch in ((10**6, 64), (300, 64), (10**6, 3)):
+        shared = score_sequences(scorer.model, seqs, pad, "cpu", max_tokens=budget, max_batch=max_batch)
+        assert shared == pytest.approx(alone, abs=TOL)
+    assert len(set(alone)) > len(alone) // 2  # the responses really score differently

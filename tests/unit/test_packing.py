@@ -11,6 +11,7 @@ from rewardkit.data.packing import (
     pack_pairs,
     padded_budget_batches,
     shared_prefix_length,
+    shares_prefix,
     token_budget_batches,
 )
 from rewardkit.data.render import Renderer
@@ -20,7 +21,7 @@ from rewardkit.models.heads import HeadSpec
 from rewardkit.models.packed import packed_outputs, packed_rewards
 from rewardkit.models.reward_model import model_from_config
 
-from ..conftest import ARCH_TOKENIZER, DECODERS, load_test_tokenizer, tiny_config
+from ..conftest import ARCH_TOKENIZER, DECODERS, REPO, load_test_tokenizer, tiny_config
 
 # groups of responses to one prompt: pairs and a K = 3 ranked list, with responses of different lengths
 GROUPS = [
@@ -243,3 +244,115 @@ def test_token_budget_cuts_batches_by_tokens_not_pairs(tiny_model_dir, hh_file, 
     assert len(batches) > 1 and max(len(b) for b in batches) > 4  # more pairs than batch_size where short
     packed = [pack_pairs([pairs[i].chosen for i in b], [pairs[i].rejected for i in b], "decoder", 0) for b in batches]
     assert all(p.num_tokens <= 200 or len(b) == 1 for p, b in zip(packed, batches, strict=True))
+
+
+@pytest.mark.parametrize("arch", ["llama", "bert"])
+def test_a_truncated_pair_shares_its_prompt_and_packs_like_padded(arch, tokenizer_dirs, built):
+    """Group truncation cuts the same prompt tokens from chosen and rejected: the packed row shares the whole
+    kept prompt, and rewards and gradients still equal the padded ones."""
+    model, tok, kind, _ = make(arch, tokenizer_dirs, built)
+    renderer = Renderer(tok, kind)
+    prompt = "\n\nHuman: " + " ".join(f"topic{i}" for i in range(80)) + "\n\nAssistant:"
+    pair = [" Sure, here is a long and careful answer to all of that, point by point.", " No."]
+    encoder = SequenceEncoder(tok, kind, 48)
+    chosen, rejected = encoder.encode_group([renderer.render(prompt, r) for r in pair])
+    assert encoder.stats.counts["prompt_truncated"] == 2 and len(chosen.input_ids) == 48
+    assert chosen.input_ids[:chosen.response_start] == rejected.input_ids[:rejected.response_start]
+    if kind == "decoder":
+        assert shared_prefix_length([chosen, rejected]) >= chosen.response_start
+    padded_r, padded_g = rewards_and_grads(model, lambda: model(pad_batch([chosen, rejected], tok.pad_token_id)))
+    packed = pack_groups([[chosen, rejected]], kind, tok.pad_token_id)
+    packed_r, packed_g = rewards_and_grads(model, lambda: packed_rewards(model, packed))
+    torch.testing.assert_close(packed_r, padded_r, rtol=1e-4, atol=1e-5)
+    assert_grads_close(packed_g, padded_g)
+
+
+def test_packed_rows_under_gradient_checkpointing_give_the_padded_rewards_and_gradients(tokenizer_dirs, built):
+    """model.gradient_checkpointing recomputes each layer in backward: the 4-D mask must reach the recompute."""
+    model, tok, kind, groups = make("llama", tokenizer_dirs, built)
+    flat = [s for g in groups for s in g]
+    padded_r, padded_g = rewards_and_grads(model, lambda: model(pad_batch(flat, tok.pad_token_id)))
+    packed = pack_groups(groups, kind, tok.pad_token_id, row_tokens=256)
+    model.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()  # checkpointing is active in training mode only (the tiny config has no dropout)
+    try:
+        assert model.transformer.base_model.gradient_checkpointing
+        packed_r, packed_g = rewards_and_grads(model, lambda: packed_rewards(model, packed))
+    finally:
+        model.hf.gradient_checkpointing_disable()
+        model.eval()
+    torch.testing.assert_close(packed_r, padded_r, rtol=1e-4, atol=1e-5)
+    assert_grads_close(packed_g, padded_g)
+
+
+def test_ranked_training_with_packing_follows_the_padded_run(tiny_model_dir, tmp_path):
+    """Ranked lists packed as one group each (the prompt once, K branches): the same losses step by step."""
+    import json
+
+    import rewardkit
+    from rewardkit.training.tasks import RankedTask
+
+    data = REPO / "examples" / "data" / "ranked.jsonl"
+    runs = {}
+    for name, packing in (("padded", False), ("packed", True)):
+        out = tmp_path / name
+        rewardkit.train({"model": {"name": str(tiny_model_dir("llama"))}, "loss": {"name": "ranking"},
+                         "data": {"train": str(data), "max_length": 48},
+                         "train": {"lr": 1e-3, "batch_size": 2, "max_steps": 3, "log_every": 1, "seed": 0,
+                                   "tensorboard": False, "eval_zero_shot": False, "packing": packing},
+                         "output_dir": str(out)})
+        runs[name] = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
+                      if json.loads(x)["split"] == "train"]
+    assert RankedTask.packs and len(runs["packed"]) == len(runs["padded"]) == 3
+    torch.testing.assert_close(torch.tensor(runs["packed"]), torch.tensor(runs["padded"]), rtol=1e-4, atol=1e-5)
+
+
+def test_packed_ranked_batch_reads_rewards_in_the_padded_order(tokenizer_dirs, built):
+    """collate_packed gives the same rewards in the same flat order as collate, so one loss reads both."""
+    from rewardkit.config import load_config
+    from rewardkit.training.tasks import EncodedRanked, make_task
+
+    model, tok, kind, groups = make("llama", tokenizer_dirs, built)
+    task = make_task(load_config(None, None, base={"model": {"name": "x"}, "data": {}, "loss": {"name": "ranking"}}))
+    items = [EncodedRanked(g, list(range(len(g))), f"a:{i}") for i, g in enumerate(groups)]
+    padded, packed = task.collate(items, tok.pad_token_id, "right"), task.collate_packed(items, kind, tok.pad_token_id,
+                                                                                         None)
+    assert packed.tokens.num_tokens < padded.tokens.attention_mask.sum()  # prompts computed once
+    with torch.no_grad():
+        want, got = model(padded.tokens, full=True), model(packed.tokens, full=True)
+    torch.testing.assert_close(got.rewards, want.rewards, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(task.loss(got, packed), task.loss(want, padded), rtol=1e-4, atol=1e-5)
+
+
+def test_short_prompt_long_responses_are_packed_apart_when_attention_costs_more(tokenizer_dirs, built):
+    """With a prompt of two tokens there is nothing to share, and a tree row would make every response attend
+    densely across its sibling: with the attention cost given, the sequences go apart (plain causal segments),
+    with the same rewards and gradients as padded; long prompts are still shared."""
+    model, tok, kind, _ = make("llama", tokenizer_dirs, built)
+    renderer, encoder = Renderer(tok, kind), SequenceEncoder(tok, kind, 256)
+    long = [" " + " ".join(f"{w}{i} then" for i in range(n)) for w, n in (("alpha", 30), ("beta", 28))]
+    apart = [encoder.encode(renderer.render("Q:", r)) for r in long]
+    shared = [encoder.encode(renderer.render(GROUPS[0][0] * 4, r)) for r in (" Yes.", " No.")]
+    cost = 1e-3
+    assert not shares_prefix(apart, cost) and shares_prefix(apart, None) and shares_prefix(shared, cost)
+    packed = pack_groups([apart], kind, tok.pad_token_id, attention_cost=cost)
+    assert packed.num_tokens == sum(len(s.input_ids) for s in apart)  # nothing shared
+    assert int(packed.branch_ids.max()) == 1 and packed.input_ids.shape[1] < sum(len(s.input_ids) for s in apart)
+    padded_r, padded_g = rewards_and_grads(model, lambda: model(pad_batch(apart, tok.pad_token_id)))
+    packed_r, packed_g = rewards_and_grads(model, lambda: packed_rewards(model, packed))
+    torch.testing.assert_close(packed_r, padded_r, rtol=1e-4, atol=1e-5)
+    assert_grads_close(packed_g, padded_g)
+    tree = pack_groups([shared], kind, tok.pad_token_id, attention_cost=cost)
+    assert tree.num_tokens < sum(len(s.input_ids) for s in shared)
+
+
+def test_attention_cost_follows_the_flop_ratio(tokenizer_dirs, built):
+    from rewardkit.models.packed import attention_cost
+
+    model, *_ = make("llama", tokenizer_dirs, built)
+    cfg = model.transformer.config  # tiny llama: hidden 32, 4 heads of 8, 2 kv heads, intermediate 64, 2 layers
+    per_layer = 2 * 32 * 32 + 2 * 32 * 16 + 3 * 32 * 64 + 2 * 32
+    head = sum(p.numel() for p in model.parameters()) - cfg.vocab_size * 32 - 2 * per_layer  # final norm + score
+    assert attention_cost(model) == pytest.approx(4 * 32 / (2 * (per_layer + head / 2)))
+    bert, *_ = make("bert", tokenizer_dirs, built)
+    assert attention_cost(bert) is None

@@ -82,3 +82,28 @@ def test_load_examples_turns_the_scalar_example_file_into_pairs():
     pairs = load_examples(split, DataConfig(ratings=RatingsConfig(to_pairs="same_annotator", min_gap=0.05)))
     assert len(pairs) == 4 and all(isinstance(p, Pair) for p in pairs)
     assert {p.chosen if isinstance(p.chosen, str) else p.chosen[0]["content"] for p in pairs} == {"Whiskers.", "Hola."}
+
+
+def test_zscore_over_the_split_standardises_every_rating_and_keeps_their_order():
+    from rewardkit.data.ratings import zscore_ratings
+
+    z = zscore_ratings([r("A", 5.0, "a"), r("B", 3.0, "b"), r("C", 1.0, "a"), r("D", 3.0, "b")])
+    s = [x.score for x in z]
+    assert s == pytest.approx([2 ** 0.5, 0.0, -(2 ** 0.5), 0.0])  # mean 3, population std sqrt(2)
+    assert [x.score for x in zscore_ratings([r("A", 2.0, "a"), r("B", 2.0, "a")])] == [0.0, 0.0]
+
+
+def test_zscore_of_multi_attribute_ratings_is_per_attribute_and_keeps_missing_ratings_missing():
+    from rewardkit.data.formats import MultiRated
+    from rewardkit.data.ratings import zscore_attributes
+
+    rows = [MultiRated(prompt="p", response=str(i), scores=s, where=f"f:{i}") for i, s in enumerate(
+        [{"a": 0.0, "b": 10.0}, {"a": 1.0, "b": None}, {"a": 2.0, "b": 30.0}])]
+    z = zscore_attributes(rows)
+    assert [x.scores["a"] for x in z] == pytest.approx([-(1.5 ** 0.5), 0.0, 1.5 ** 0.5])
+    assert [x.scores["b"] for x in z] == [-1.0, None, 1.0]  # b's mean and std come from the two rated rows only
+    split = SplitConfig(path=str(REPO / "examples" / "data" / "multi.jsonl"))
+    loaded = load_examples(split, DataConfig(format="multi", ratings=RatingsConfig(normalize="zscore")))
+    helpful = [x.scores["helpfulness"] for x in loaded if x.scores.get("helpfulness") is not None]
+    assert sum(helpful) == pytest.approx(0.0, abs=1e-9)
+    assert sum(v * v for v in helpful) / len(helpful) == pytest.approx(1.0)

@@ -89,3 +89,58 @@ def test_drop_and_error_policies(tokenizer_dirs):
     assert drop.stats.counts["dropped"] == 1
     with pytest.raises(DataError, match=r"f\.jsonl:5: field 'prompt': \d+ tokens is more than data.max_length=16"):
         SequenceEncoder(tok, "decoder", 16, "error").encode(rendered, "f.jsonl:5")
+
+
+LONG_PROMPT = "\n\nHuman: " + " ".join(f"word{i}" for i in range(200)) + "\n\nAssistant:"
+
+
+@pytest.mark.parametrize("kind, name", [("decoder", "gpt2"), ("encoder", "bert")])
+def test_a_truncated_group_keeps_identical_prompt_tokens(tokenizer_dirs, kind, name):
+    """Only the longest member overflows, yet every member loses the same prompt tokens: one context for all."""
+    tok = load_test_tokenizer(tokenizer_dirs, name)
+    renderer = Renderer(tok, kind)
+    responses = [" " + " ".join(f"long{i}" for i in range(30)), " No.", " Maybe, it depends."]
+    encoder = SequenceEncoder(tok, kind, 96)
+    group = encoder.encode_group([renderer.render(LONG_PROMPT, r) for r in responses], "f.jsonl:2")
+    # the longest member is cut to fit exactly; the others fit, with room to spare
+    assert len(group[0].input_ids) == 96 and all(len(s.input_ids) < 96 for s in group[1:])
+    prompts = [s.input_ids[:s.response_start] for s in group]
+    assert prompts[1] == prompts[0] and prompts[2] == prompts[0]
+    full = [SequenceEncoder(tok, kind, 10_000).encode(renderer.render(LONG_PROMPT, r)) for r in responses]
+    for s, f in zip(group, full, strict=True):  # the responses and score tokens are intact
+        assert s.input_ids[s.response_start:] == f.input_ids[f.response_start:]
+        assert s.input_ids[s.score_index] == f.input_ids[f.score_index]
+    assert encoder.stats.summary() == {"sequences": 3, "prompt_truncated": 3, "response_truncated": 0, "dropped": 0}
+
+
+def test_a_pair_is_not_truncated_when_both_fit(tokenizer_dirs):
+    tok = load_test_tokenizer(tokenizer_dirs, "gpt2")
+    renderer = Renderer(tok, "decoder")
+    encoder = SequenceEncoder(tok, "decoder", 512)
+    c, r = encoder.encode_group([renderer.render(PROMPT, RESPONSE), renderer.render(PROMPT, " No.")])
+    assert c == encoder.encode(renderer.render(PROMPT, RESPONSE))
+    assert encoder.stats.counts["prompt_truncated"] == 0
+
+
+def test_a_response_longer_than_max_leaves_the_whole_group_without_prompt(tokenizer_dirs):
+    tok = load_test_tokenizer(tokenizer_dirs, "gpt2")
+    renderer = Renderer(tok, "decoder")
+    long_response = " " + " ".join(f"w{i}" for i in range(200)) + " THE END"
+    encoder = SequenceEncoder(tok, "decoder", 32)
+    long, short = encoder.encode_group([renderer.render(PROMPT, long_response), renderer.render(PROMPT, RESPONSE)])
+    assert len(long.input_ids) == 32 and long.response_start == 0
+    assert tok.decode(long.input_ids[:-1]).endswith("THE END")
+    assert short.response_start == 0 and tok.decode(short.input_ids[:-1]) == RESPONSE
+    assert encoder.stats.summary() == {"sequences": 2, "prompt_truncated": 2, "response_truncated": 1, "dropped": 0}
+
+
+def test_drop_and_error_policies_in_a_group(tokenizer_dirs):
+    tok = load_test_tokenizer(tokenizer_dirs, "gpt2")
+    renderer = Renderer(tok, "decoder")
+    group = [renderer.render("Q:", " " + "x " * 100), renderer.render("Q:", " Short.")]
+    drop = SequenceEncoder(tok, "decoder", 16, "drop")
+    long, short = drop.encode_group(group, "f.jsonl:7")
+    assert long is None and short == SequenceEncoder(tok, "decoder", 16).encode(group[1])
+    assert drop.stats.counts["dropped"] == 1
+    with pytest.raises(DataError, match=r"f\.jsonl:7: field 'prompt': \d+ tokens is more than data.max_length=16"):
+        SequenceEncoder(tok, "decoder", 16, "error").encode_group(group, "f.jsonl:7")

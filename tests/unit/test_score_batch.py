@@ -191,3 +191,18 @@ def test_openrlhf_chat_template_query_scores_like_the_messages(tiny_model_dir, t
     out = openrlhf_reward_func(scorer)([query, query], [head, None], None)
     want = scorer.score([prompt], [response])[0]
     assert out.tolist() == pytest.approx([want, want], abs=1e-4)
+
+
+def test_score_cli_shared_prompts_give_the_unshared_rewards(llama_model, tmp_path):
+    """Pairs share their prompt: the default computes it once (packed rows), --no-share-prompts pads every text
+    on its own row; the rewards must agree."""
+    src = write_jsonl(tmp_path / "pairs.jsonl", HH_SAMPLE)
+    shared, alone = tmp_path / "shared.jsonl", tmp_path / "alone.jsonl"
+    assert main(["score", str(llama_model), str(src), "-o", str(shared)]) == 0
+    assert main(["score", str(llama_model), str(src), "-o", str(alone), "--no-share-prompts"]) == 0
+    a = [json.loads(line) for line in shared.read_text().splitlines()]
+    b = [json.loads(line) for line in alone.read_text().splitlines()]
+    for x, y in zip(a, b, strict=True):
+        assert x["reward_chosen"] == pytest.approx(y["reward_chosen"], abs=1e-4)
+        assert x["reward_rejected"] == pytest.approx(y["reward_rejected"], abs=1e-4)
+    assert len({round(x["reward_chosen"], 6) for x in a}) > 1

@@ -13,7 +13,7 @@ from .examples import format_of, load_examples  # noqa: F401  (typed examples of
 from .formats import Pair, parse_pairs
 from .readers import read_records
 from .render import Renderer
-from .tokenize import Dropped, Encoded, SequenceEncoder
+from .tokenize import Encoded, SequenceEncoder
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,14 @@ def _response_chars(value) -> int:
 
 
 def encode_pairs(pairs: list[Pair], renderer: Renderer, encoder: SequenceEncoder) -> list[EncodedPair]:
-    """Render and tokenize; over-long pairs follow the encoder's policy (dropped ones are counted there)."""
+    """Render and tokenize; over-long pairs follow the encoder's policy (dropped ones are counted there), chosen
+    and rejected truncated together so they keep the same prompt tokens."""
     out = []
     for p in pairs:
-        try:
-            c = encoder.encode(renderer.render(p.prompt, p.chosen), p.where)
-            r = encoder.encode(renderer.render(p.prompt, p.rejected), p.where)
-        except Dropped:
+        # one group: an over-long pair loses the same prompt tokens from both sequences (identical contexts)
+        c, r = encoder.encode_group([renderer.render(p.prompt, p.chosen), renderer.render(p.prompt, p.rejected)],
+                                    p.where)
+        if c is None or r is None:
             continue
         out.append(EncodedPair(c, r, p.margin, p.where, _response_chars(p.chosen), _response_chars(p.rejected)))
     return out

@@ -16,8 +16,8 @@ from ..config import DataConfig, RatingsConfig, SplitConfig
 from .adapters import get_adapter
 from .checks import unique_ids
 from .errors import DataError, SkipReport
-from .formats import EXAMPLE_TYPES, Example, Format, Rated, detect_format, parse_examples
-from .ratings import ratings_to_pairs, zscore_per_annotator
+from .formats import EXAMPLE_TYPES, Example, Format, MultiRated, Rated, detect_format, parse_examples
+from .ratings import ratings_to_pairs, zscore_attributes, zscore_per_annotator, zscore_ratings
 from .readers import Record, read_records
 
 log = logging.getLogger(__name__)
@@ -68,16 +68,23 @@ def read_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
 
 
 def apply_ratings(examples: list[Example], cfg: RatingsConfig) -> list[Example]:
-    """Per-annotator z-scores and ratings -> pairs, as configured; other formats pass through unchanged."""
+    """Z-scores (per annotator, or over the split) and ratings -> pairs, as configured; multi-attribute ratings
+    take ``normalize: zscore`` (per attribute); other formats pass through unchanged."""
+    if examples and isinstance(examples[0], MultiRated) and cfg.normalize == "zscore" and cfg.to_pairs == "off":
+        return list(zscore_attributes(examples))  # type: ignore[arg-type]
     if not examples or not isinstance(examples[0], Rated):
         if cfg.normalize != "none" or cfg.to_pairs != "off":
-            log.warning("data.ratings applies to scalar ratings only; ignored for this data")
+            log.warning("data.ratings %s applies to scalar ratings only%s; ignored for this data",
+                        "to_pairs" if cfg.to_pairs != "off" else f"normalize {cfg.normalize}",
+                        " (normalize zscore: also multi-attribute)" if cfg.normalize == "zscore" else "")
         return examples
     rated: list[Rated] = examples  # type: ignore[assignment]
     if cfg.normalize == "annotator_zscore":
         if all(r.annotator is None for r in rated):
             log.warning("data.ratings.normalize: no record names an annotator; all ratings form one group")
         rated = zscore_per_annotator(rated)
+    elif cfg.normalize == "zscore":
+        rated = zscore_ratings(rated)
     if cfg.to_pairs != "off":
         pairs = ratings_to_pairs(rated, cfg.to_pairs, cfg.min_gap, cfg.gap_as_margin)
         log.info("made %d preference pairs from %d ratings (%s, min gap %g)", len(pairs), len(rated), cfg.to_pairs,

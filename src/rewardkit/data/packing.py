@@ -22,6 +22,7 @@ turns them into a boolean 4-D mask (SDPA), an additive one (eager) or a flex-att
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
@@ -109,11 +110,33 @@ def _layout_encoder(seqs: Sequence[Encoded]) -> list[_Group]:
             for s in seqs]
 
 
-def group_tokens(seqs: Sequence[Encoded], kind: PackKind) -> int:
-    """Tokens a group occupies once packed (for token budgets and row planning)."""
+def shares_prefix(seqs: Sequence[Encoded], attention_cost: float | None) -> bool:
+    """Whether laying the group out as one tree (prompt once) is cheaper than one plain segment per sequence.
+
+    Sharing saves ``(K - 1) x prompt`` tokens of dense-layer work but puts every branch in one segment whose
+    attention the CPU SDPA kernel computes densely, siblings included: with a short prompt and long responses
+    (nothing much to share) the tree costs more than separate sequences. ``attention_cost`` is the cost of one
+    (query, key) pair relative to one token through the dense layers (:func:`rewardkit.models.packed.
+    attention_cost`); None always shares.
+    """
+    if attention_cost is None or len(seqs) < 2:
+        return True
+    tree = len(_layout_decoder(seqs).ids)
+    lengths = [len(s.input_ids) for s in seqs]
+    return tree + attention_cost * tree ** 2 <= sum(lengths) + attention_cost * sum(n * n for n in lengths)
+
+
+def _segments(seqs: Sequence[Encoded], kind: PackKind, share: bool) -> list[_Group]:
+    """Decoders: one tree segment per group (``share``), or one segment per sequence; encoders: one segment per
+    sequence. Segments keep member order, so scores stay group-major either way."""
     if kind == "encoder":
-        return sum(len(s.input_ids) for s in seqs)
-    return len(_layout_decoder(seqs).ids)
+        return _layout_encoder(seqs)
+    return [_layout_decoder(seqs)] if share else [_layout_decoder([s]) for s in seqs]
+
+
+def group_tokens(seqs: Sequence[Encoded], kind: PackKind, attention_cost: float | None = None) -> int:
+    """Tokens a group occupies once packed (for token budgets and row planning)."""
+    return sum(len(g.ids) for g in _segments(seqs, kind, shares_prefix(seqs, attention_cost)))
 
 
 def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -132,26 +155,51 @@ def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+def _row_plan(lengths: list[int], row_tokens: int | None) -> tuple[list[list[int]], int]:
+    """Rows (segment indices, first-fit) and their common width."""
+    capacity = max(row_tokens or 0, max(lengths))
+    rows = _first_fit(lengths, capacity)
+    return rows, max(sum(lengths[i] for i in r) for r in rows)
+
+
+def _choose_layout(groups: Sequence[Sequence[Encoded]], kind: PackKind, row_tokens: int | None,
+                   attention_cost: float | None) -> list[_Group]:
+    """The segments to pack: every decoder group as a tree when ``attention_cost`` is None; otherwise the
+    cheapest of (all trees, each group's own choice, all sequences apart) for this batch's actual rows, at
+    ``R x L`` slots of dense-layer work plus ``attention_cost x R x L^2`` of dense attention. Judged per batch
+    because mixing trees and single sequences can leave rows half empty."""
+    def layout(share) -> list[_Group]:
+        return [seg for g in groups for seg in _segments(g, kind, share(g))]
+
+    if kind == "encoder" or attention_cost is None:
+        return layout(lambda g: True)
+    best, best_cost = None, math.inf
+    for share in (lambda g: True, lambda g: shares_prefix(g, attention_cost), lambda g: False):
+        segments = layout(share)
+        rows, width = _row_plan([len(s.ids) for s in segments], row_tokens)
+        cost = len(rows) * width * (1 + attention_cost * width)
+        if cost < best_cost:
+            best, best_cost = segments, cost
+    return best
+
+
 def pack_groups(groups: Sequence[Sequence[Encoded]], kind: PackKind, pad_id: int,
-                row_tokens: int | None = None) -> PackedBatch:
+                row_tokens: int | None = None, attention_cost: float | None = None) -> PackedBatch:
     """Pack groups of sequences into rows; scores come out group-major (g0m0, g0m1, ..., g1m0, ...).
 
     ``row_tokens`` is the row capacity; None (or a value below the longest segment) uses the longest
     segment, so no row is longer than the longest group needs and attention stays as cheap as possible.
+    ``attention_cost``: see :func:`shares_prefix` (None: every decoder group shares its prompt).
     """
     if not groups:
         raise ValueError("pack_groups needs at least one group")
-    segments: list[_Group] = []
-    for g in groups:  # decoders: one segment per group; encoders: one per sequence
-        segments += [_layout_decoder(g)] if kind == "decoder" else _layout_encoder(g)
+    segments = _choose_layout(groups, kind, row_tokens, attention_cost)
     first_slot, slot = [], 0  # the score slot of each segment's first member
     for seg in segments:
         first_slot.append(slot)
         slot += len(seg.score_offsets)
     lengths = [len(s.ids) for s in segments]
-    capacity = max(row_tokens or 0, max(lengths))
-    rows = _first_fit(lengths, capacity)
-    width = max(sum(lengths[i] for i in r) for r in rows)
+    rows, width = _row_plan(lengths, row_tokens)
     n_rows = len(rows)
     ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
     pos = torch.zeros((n_rows, width), dtype=torch.long)
@@ -187,10 +235,10 @@ def pack_groups(groups: Sequence[Sequence[Encoded]], kind: PackKind, pad_id: int
 
 
 def pack_pairs(chosen: Sequence[Encoded], rejected: Sequence[Encoded], kind: PackKind, pad_id: int,
-               row_tokens: int | None = None) -> PackedBatch:
+               row_tokens: int | None = None, attention_cost: float | None = None) -> PackedBatch:
     """Pairs as two-member groups, scores reordered like :class:`~rewardkit.types.PairBatch`: all chosen
     first, then all rejected, so the same loss code reads ``rewards[:B]`` and ``rewards[B:]``."""
-    packed = pack_groups(list(zip(chosen, rejected, strict=True)), kind, pad_id, row_tokens)
+    packed = pack_groups(list(zip(chosen, rejected, strict=True)), kind, pad_id, row_tokens, attention_cost)
     b = len(chosen)
     order = torch.cat([torch.arange(0, 2 * b, 2), torch.arange(1, 2 * b, 2)])
     packed.score_row, packed.score_col = packed.score_row[order], packed.score_col[order]
@@ -257,16 +305,18 @@ def padded_budget_batches(widths: list[int], rows_per_example: int, max_tokens: 
 
 
 def packed_pair_batch(chosen: Sequence[Encoded], rejected: Sequence[Encoded], margins: Sequence[float],
-                      kind: PackKind, pad_id: int, row_tokens: int | None = None):
+                      kind: PackKind, pad_id: int, row_tokens: int | None = None,
+                      attention_cost: float | None = None):
     """A :class:`~rewardkit.types.PairBatch` whose ``tokens`` are packed rows: ``model(batch.tokens)`` gives
     the same [2B] rewards (chosen, then rejected) as the padded batch, so the loss code does not change."""
     from ..types import PairBatch
 
-    return PairBatch(pack_pairs(chosen, rejected, kind, pad_id, row_tokens),
+    return PairBatch(pack_pairs(chosen, rejected, kind, pad_id, row_tokens, attention_cost),
                      torch.tensor(list(margins), dtype=torch.float32))
 
 
-def budget_batches(pairs: Sequence, max_tokens: int, packed: bool, kind: PackKind) -> list[list[int]]:
+def budget_batches(pairs: Sequence, max_tokens: int, packed: bool, kind: PackKind,
+                   attention_cost: float | None = None) -> list[list[int]]:
     """Pair indices cut into micro-batches of at most ``max_tokens`` computed tokens.
 
     Pairs are sorted by length over the whole set (so the batches, and their number, are the same every
@@ -274,7 +324,7 @@ def budget_batches(pairs: Sequence, max_tokens: int, packed: bool, kind: PackKin
     (prompt once); padded: 2 rows x the widest sequence of the batch.
     """
     if packed:
-        costs = [group_tokens([p.chosen, p.rejected], kind) for p in pairs]
+        costs = [group_tokens([p.chosen, p.rejected], kind, attention_cost) for p in pairs]
         order = sorted(range(len(pairs)), key=lambda i: -costs[i])
         return token_budget_batches(costs, max_tokens, order)
     widths = [max(len(p.chosen.input_ids), len(p.rejected.input_ids)) for p in pairs]

@@ -5,6 +5,8 @@ Annotators use a rating scale differently: one gives 0.8 to the better response 
 
 * :func:`zscore_per_annotator` rescales each annotator's ratings to mean 0 and standard deviation 1, which
   removes offsets and scale stretch between annotators before regression (needs several ratings per annotator).
+* :func:`zscore_ratings` and :func:`zscore_attributes` standardise a whole split (every rating, or each
+  attribute of multi-attribute ratings): targets of mean 0 suit regression heads without a bias.
 * :func:`ratings_to_pairs` keeps only the order: within one annotator (``same_annotator``) the 0.8 vs 0.7 and
   0.6 vs 0.5 both become "A better than B", whatever the offset; ``pooled`` averages each response's ratings
   over annotators first (z-score first when annotators differ in scale).
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from .formats import Pair, Rated, Text
+from .formats import MultiRated, Pair, Rated, Text
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,39 @@ def zscore_per_annotator(rated: Sequence[Rated]) -> list[Rated]:
         z = 0.0 if s.std == 0.0 else (r.score - s.mean) / s.std
         out.append(replace(r, score=z))
     return out
+
+
+def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    mean = sum(xs) / len(xs)
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
+
+
+def zscore_ratings(rated: Sequence[Rated]) -> list[Rated]:
+    """Every rating as ``(score - mean) / std`` over all ratings given (population std; all equal -> 0).
+
+    Regression heads of decoders (transformers' ``score`` layer) have no bias: to output a mean rating of 3.1
+    on a 1-5 scale the model must first build a constant feature, which a small model does at the expense of
+    the differences between responses. Pearson and Spearman against the ratings do not change under this map."""
+    if not rated:
+        return []
+    mean, std = _mean_std([r.score for r in rated])
+    return [replace(r, score=0.0 if std == 0.0 else (r.score - mean) / std) for r in rated]
+
+
+def zscore_attributes(rated: Sequence[MultiRated]) -> list[MultiRated]:
+    """Each attribute standardised over the examples that rate it (missing ratings stay missing): attributes
+    rated on different scales (0-1, 1-3, 1-5) then weigh alike in the multi-attribute MSE and in a fixed or
+    learned weighting, and a bias-free head needs no per-attribute offset."""
+    names = sorted({a for r in rated for a, v in r.scores.items() if v is not None})
+    stats = {a: _mean_std([r.scores[a] for r in rated if r.scores.get(a) is not None]) for a in names}
+
+    def z(a: str, v: float | None) -> float | None:
+        if v is None:
+            return None
+        mean, std = stats[a]
+        return 0.0 if std == 0.0 else (v - mean) / std
+
+    return [replace(r, scores={a: z(a, v) for a, v in r.scores.items()}) for r in rated]
 
 
 def _key(value: Text) -> str:

@@ -6,12 +6,16 @@ Encoders: ``[CLS] prompt [SEP] response [SEP]``; the reward is read at ``[CLS]``
 
 Over-long sequences follow ``truncation``: ``truncate_prompt_left`` removes prompt tokens from the left, then
 (only if the response alone is too long) response tokens from its start, so the response end and the score
-token always survive; ``drop`` drops the example; ``error`` raises. :class:`TruncationStats` counts each.
+token always survive; ``drop`` drops the example; ``error`` raises. :class:`TruncationStats` counts each
+sequence touched. The sequences of one group (chosen and rejected, or the K responses of a ranked list) are
+truncated together (:meth:`SequenceEncoder.encode_group`): the same prompt tokens go from all of them, so
+they keep an identical prompt.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import DataError
@@ -39,6 +43,17 @@ class TruncationStats:
         return {k: int(self.counts.get(k, 0)) for k in keys}
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """One sequence split before the over-length policy: prompt and response tokens (ids, or positions for
+    encoders), the untruncated length, and how to assemble the kept parts into an :class:`Encoded`."""
+
+    prompt: list
+    response: list
+    total: int
+    build: Callable[[list, list], Encoded]
+
+
 class Dropped(Exception):
     """The example is longer than max_length and the policy is ``drop``."""
 
@@ -63,13 +78,40 @@ class SequenceEncoder:
 
     def encode(self, rendered: Rendered, where: str = "") -> Encoded:
         """Encode one example; raises :class:`Dropped` or :class:`DataError` for over-long ones per policy."""
-        self.stats.counts["sequences"] += 1
-        if self.kind == "encoder":
-            return self._encode_pair(rendered, where)
-        return self._encode_causal(rendered, where)
+        out = self.encode_group([rendered], where)[0]
+        if out is None:
+            raise Dropped(where)
+        return out
+
+    def encode_group(self, rendered: Sequence[Rendered], where: str = "") -> list[Encoded | None]:
+        """Encode the sequences of one group (a pair, or the K responses of a ranked list) of the same prompt.
+
+        ``truncate_prompt_left`` cuts the *same* number of prompt tokens from every member: enough for the
+        longest one to fit, so all keep an identical prompt (the responses are judged on one context, and
+        packing can share it). A member whose response alone is too long loses its whole prompt and the start
+        of its response, and the others then lose their whole prompt too. ``drop`` gives None for each
+        over-long member (the caller drops the pair, or keeps the other responses of a ranked list); ``error``
+        raises at the first over-long member.
+        """
+        parts = []
+        for r in rendered:
+            self.stats.counts["sequences"] += 1
+            parts.append(self._split_pair(r) if self.kind == "encoder" else self._split_causal(r))
+        excess = [p.total - self.max_length for p in parts]
+        if self.truncation in ("error", "drop"):
+            if self.truncation == "error" and max(excess) > 0:
+                src, _, line = where.rpartition(":")
+                total = parts[max(range(len(parts)), key=excess.__getitem__)].total
+                raise DataError(src or where, int(line) if line.isdigit() else None, "prompt",
+                                f"{total} tokens is more than data.max_length={self.max_length}; raise max_length "
+                                "or set data.truncation to truncate_prompt_left or drop", "too_long")
+            self.stats.counts["dropped"] += sum(e > 0 for e in excess)
+            return [None if e > 0 else p.build(p.prompt, p.response) for p, e in zip(parts, excess, strict=True)]
+        cut = max(0, max(excess))  # the same left cut for every member: the longest one decides
+        return [self._cut(p, cut, e) for p, e in zip(parts, excess, strict=True)]
 
     # -- decoders -------------------------------------------------------------------------------------------
-    def _encode_causal(self, r: Rendered, where: str) -> Encoded:
+    def _split_causal(self, r: Rendered) -> _Parts:
         tok = self.tokenizer
         text = r.prompt + r.response
         enc = tok(text, add_special_tokens=not r.chat, return_offsets_mapping=True)
@@ -89,48 +131,43 @@ class SequenceEncoder:
             score_id = ids.pop()  # the template's end-of-turn token is the score token
         else:
             score_id = self.score_token_id
-        prompt, response = ids[lead:rs], ids[rs:]
-        prompt, response = self._fit(ids[:lead], prompt, response, r, where)
-        out = ids[:lead] + prompt + response + [score_id]
-        return Encoded(out, None, lead + len(prompt), len(out) - 1, len(prompt))
+        fixed = ids[:lead]
+
+        def build(prompt: list, response: list) -> Encoded:
+            out = fixed + prompt + response + [score_id]
+            return Encoded(out, None, lead + len(prompt), len(out) - 1, len(prompt))
+
+        return _Parts(ids[lead:rs], ids[rs:], len(ids) + 1, build)
 
     # -- encoders -------------------------------------------------------------------------------------------
-    def _encode_pair(self, r: Rendered, where: str) -> Encoded:
+    def _split_pair(self, r: Rendered) -> _Parts:
         enc = self.tokenizer(r.prompt, r.response, add_special_tokens=True)
         ids = list(enc["input_ids"])
         seq = enc.sequence_ids()
         types = list(enc["token_type_ids"]) if "token_type_ids" in enc else None
         p_idx = [i for i, s in enumerate(seq) if s == 0]
         r_idx = [i for i, s in enumerate(seq) if s == 1]
-        special = len(ids) - len(p_idx) - len(r_idx)
-        kept_p, kept_r = self._fit([0] * special, p_idx, r_idx, r, where)
-        keep = set(kept_p) | set(kept_r) | {i for i, s in enumerate(seq) if s is None}
-        order = [i for i in range(len(ids)) if i in keep]
-        out = [ids[i] for i in order]
-        out_types = [types[i] for i in order] if types is not None else None
-        rs = next((j for j, i in enumerate(order) if seq[i] == 1), len(order) - 1)
-        return Encoded(out, out_types, rs, 0, len(kept_p))
+
+        def build(kept_p: list, kept_r: list) -> Encoded:
+            keep = set(kept_p) | set(kept_r) | {i for i, s in enumerate(seq) if s is None}
+            order = [i for i in range(len(ids)) if i in keep]
+            out = [ids[i] for i in order]
+            out_types = [types[i] for i in order] if types is not None else None
+            rs = next((j for j, i in enumerate(order) if seq[i] == 1), len(order) - 1)
+            return Encoded(out, out_types, rs, 0, len(kept_p))
+
+        return _Parts(p_idx, r_idx, len(ids), build)
 
     # -- the over-length policy -----------------------------------------------------------------------------
-    def _fit(self, fixed: list, prompt: list, response: list, r: Rendered, where: str) -> tuple[list, list]:
-        total = len(fixed) + len(prompt) + len(response) + (1 if self.kind == "decoder" else 0)
-        excess = total - self.max_length
-        if excess <= 0:
-            return prompt, response
-        if self.truncation == "error":
-            src, _, line = where.rpartition(":")
-            raise DataError(src or where, int(line) if line.isdigit() else None, "prompt",
-                            f"{total} tokens is more than data.max_length={self.max_length}; raise max_length "
-                            "or set data.truncation to truncate_prompt_left or drop", "too_long")
-        if self.truncation == "drop":
-            self.stats.counts["dropped"] += 1
-            raise Dropped(where)
-        cut = min(excess, len(prompt))
+    def _cut(self, parts: _Parts, cut: int, excess: int) -> Encoded:
+        """``cut`` tokens off the prompt's left (the group's cut); then, only if this member still does not
+        fit, tokens off its response's start, so the response end and the score token survive."""
+        prompt, response = parts.prompt, parts.response
+        cut = min(cut, len(prompt))
         if cut:
             self.stats.counts["prompt_truncated"] += 1
             prompt = prompt[cut:]
-            excess -= cut
-        if excess > 0:
+        if excess - cut > 0:
             self.stats.counts["response_truncated"] += 1
-            response = response[excess:]
-        return prompt, response
+            response = response[excess - cut:]
+        return parts.build(prompt, response)

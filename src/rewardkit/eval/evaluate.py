@@ -18,7 +18,7 @@ from ..config import DataConfig, SplitConfig
 from ..data.dataset import encode_pairs
 from ..data.errors import DataError, SkipReport
 from ..data.examples import read_examples
-from ..data.formats import Example, Format, Pair, Text
+from ..data.formats import Example, Format, MultiRated, Pair, Text
 from ..data.readers import Record, read_records
 from ..data.tokenize import Dropped
 from ..models.reward_model import ModelMeta
@@ -28,6 +28,7 @@ from .metrics import (
     bootstrap_ci,
     breakdown,
     distribution,
+    multi_attribute_metrics,
     pair_calibration,
     pairwise_breakdown,
     pairwise_report,
@@ -138,7 +139,7 @@ def _evaluate_pairs(scorer: Scorer, split: SplitConfig, parsed: list[Pair], grou
 
 @dataclass
 class ExampleEvaluation:
-    """Metrics for binary, scalar or ranked data (the HTML report covers pairs)."""
+    """Metrics for binary, scalar, multi-attribute or ranked data (the HTML report covers pairs)."""
 
     data: str
     format: str
@@ -166,17 +167,67 @@ def _score(scorer: Scorer, seqs: list, show_progress: bool) -> np.ndarray:
 
 
 _HEADLINE = {"binary": ("accuracy", "auc", "f1"), "scalar": ("pearson", "spearman", "rmse"),
-             "ranked": ("kendall_tau", "spearman", "top1_accuracy")}
+             "ranked": ("kendall_tau", "spearman", "top1_accuracy"), "multi": ("pearson", "spearman", "rmse")}
+
+
+def _evaluate_multi(scorer: Scorer, examples: list[MultiRated], *, groups: dict[str, str] | None, n_boot: int,
+                    seed: int) -> tuple[dict, list]:
+    """Multi-attribute ratings: each of the model's K outputs against the rating of the attribute of the same
+    name (a missing rating is left out of that attribute, never read as 0), and their mean over attributes as
+    the headline. Rated attributes the model has no output for are listed under ``unscored_attributes``."""
+    from ..training.tasks import score_outputs
+
+    spec = scorer.model.spec
+    if spec.head != "multi":
+        raise ValueError(f"multi-attribute ratings need a multi-attribute model (head multi); this one has head "
+                         f"{spec.head!r}: evaluate it on scalar ratings of one attribute instead")
+    rated = sorted({a for e in examples for a, v in e.scores.items() if v is not None})
+    names = [a for a in spec.attributes or [] if a in rated]
+    if not names:
+        raise ValueError(f"none of the model's attributes {spec.attributes} is rated in this data (rated: {rated})")
+    encoded = _encode_all(scorer, [(e.prompt, e.response, e.where) for e in examples])
+    kept = [e for e, x in zip(examples, encoded, strict=True) if x is not None]
+    if not kept:
+        raise ValueError("every example was dropped by the over-length policy")
+    rewards, logits = score_outputs(scorer.model, [x for x in encoded if x is not None],
+                                    scorer.tokenizer.pad_token_id, scorer.device, max_batch=scorer.max_batch,
+                                    max_tokens=scorer.max_tokens)
+    column = {a: k for k, a in enumerate(spec.attributes)}
+    pred = {a: logits[:, column[a]].double().numpy() for a in names}
+    target = {a: np.array([np.nan if e.scores.get(a) is None else float(e.scores[a]) for e in kept])
+              for a in names}
+
+    def metric(idx: np.ndarray) -> dict:
+        m = multi_attribute_metrics({a: v[idx] for a, v in pred.items()}, {a: v[idx] for a, v in target.items()})
+        return {**m["mean"], "attributes": m["attributes"]}
+
+    n = len(kept)
+    out = metric(np.arange(n))
+    for key in _HEADLINE["multi"]:
+        if out.get(key) is not None:
+            out[f"{key}_ci"] = bootstrap_ci(lambda i, k=key: _nan(metric(i).get(k)), n, n_boot, seed)
+    for a in names:  # per-attribute intervals of the headline correlation
+        if out["attributes"][a].get("pearson") is not None:
+            out["attributes"][a]["pearson_ci"] = bootstrap_ci(
+                lambda i, a=a: _nan(scalar_metrics(pred[a][i], target[a][i]).get("pearson")), n, n_boot, seed)
+    out["unscored_attributes"] = [a for a in rated if a not in names]
+    out["format"] = "multi"
+    out["examples_scored"] = n
+    out["examples_dropped"] = len(examples) - n
+    if groups is not None:
+        names_of = [groups.get(e.where, MISSING) for e in kept]
+        out["by"] = {"groups": breakdown(names_of, metric)}
+    return out, rewards.double().tolist()
 
 
 def evaluate_examples(scorer: Scorer, fmt: Format, examples: list[Example], *, groups: dict[str, str] | None = None,
                       n_boot: int = 1000, seed: int = 0, show_progress: bool = False) -> tuple[dict, list]:
     """Metrics for binary labels (reward as the logit of P(label = 1)), scalar ratings (reward against the
-    rating) or ranked lists (reward order against the gold ranks, per prompt); bootstrap intervals resample
+    rating), multi-attribute ratings (each attribute output against its rating; :func:`_evaluate_multi`) or
+    ranked lists (reward order against the gold ranks, per prompt); bootstrap intervals resample
     examples (ranked: prompts). Examples with a response dropped by the over-length policy are left out."""
     if fmt == "multi":
-        raise ValueError("multi-attribute ratings: `rewardkit eval` scores one reward per response; compare "
-                         "per-attribute outputs with rewardkit.eval.metrics.multi_attribute_metrics")
+        return _evaluate_multi(scorer, examples, groups=groups, n_boot=n_boot, seed=seed)
     if fmt not in _HEADLINE:
         raise ValueError(f"no evaluation for data format {fmt!r}")
     if fmt == "ranked":

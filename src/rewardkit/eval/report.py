@@ -368,6 +368,11 @@ def write_examples_report(ev: ExampleEvaluation, out_dir: str | Path, *, title: 
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p class=note>data: {html.escape(ev.data)} ({html.escape(ev.format)}); intervals: 95% percentile "
              "bootstrap (seeded).</p>", _table(["metric", "value [95% CI]"], rows)]
+    if "attributes" in m:  # multi-attribute data: one row per attribute
+        parts.append("<h2>Per attribute</h2>")
+        parts.append(_table(["attribute", "rated", "rmse", "pearson [95% CI]", "spearman"],
+                            [[html.escape(a), str(v.get("n")), _fmt(v.get("rmse")), _ci(v, "pearson"),
+                              _fmt(v.get("spearman"))] for a, v in m["attributes"].items()]))
     if "calibration" in m:
         parts.append(_table(["confidence bin", "examples", "mean confidence", "accuracy"],
                             [[f"[{r['lo']:.2f}, {r['hi']:.2f})", str(r["count"]), _fmt(r["confidence"]),

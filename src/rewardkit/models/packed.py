@@ -62,6 +62,27 @@ def select_attention(model: RewardModel, requested: Attention, device: torch.dev
     return name
 
 
+def attention_cost(model: RewardModel) -> float | None:
+    """Cost of one attended (query, key) pair relative to one token through the dense layers, for choosing
+    per group whether to share its prompt (:func:`rewardkit.data.packing.shares_prefix`); None for encoders.
+
+    FLOPs: a pair costs ``4 x heads x head_dim`` (QK^T and AV) per layer, a token ``2 x parameters per layer``;
+    backward multiplies both by about 3. Measured on SmolLM2-135M's architecture (CPU, fp32, SDPA, rows of
+    411 tokens): 7.6 us per pair against 27 ms per token, 2.8e-4, where this formula gives 3.3e-4.
+    """
+    if model.kind != "decoder":
+        return None
+    cfg = model.transformer.config
+    layers = getattr(cfg, "num_hidden_layers", None)
+    heads = getattr(cfg, "num_attention_heads", None)
+    if not layers or not heads:
+        return None
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    embedding = model.transformer.get_input_embeddings().weight.numel()
+    per_layer = (sum(p.numel() for p in model.parameters()) - embedding) / layers
+    return 4 * heads * head_dim / (2 * per_layer)
+
+
 def build_mask(batch: PackedBatch, implementation: str, dtype: torch.dtype = torch.float32):
     """The 4-D mask the backbone's attention implementation expects for these rows."""
     if implementation == "flex_attention":

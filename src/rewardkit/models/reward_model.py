@@ -20,6 +20,7 @@ from torch import nn
 
 from ..types import TokenBatch
 from .backbones import detach_gguf_quantizer, is_encoder_config, load_config, load_tokenizer, resolve_model
+from .cls_readout import cls_only
 from .heads import HeadExtras, HeadSpec, RewardOutput, combine, masked_mean, spec_from_config
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,9 @@ class RewardModel(nn.Module):
         spec = self.spec
         kwargs = {"token_type_ids": batch.token_type_ids} if batch.token_type_ids is not None else {}
         if self.kind == "encoder" and spec.pooling == "cls":
-            logits = self.transformer(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                      position_ids=batch.position_ids, **kwargs).logits.float()
+            with cls_only(self.transformer):  # the last layer computes the [CLS] row only: same logits
+                logits = self.transformer(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                          position_ids=batch.position_ids, **kwargs).logits.float()
             return RewardOutput(combine(logits, spec, self.extras), logits)
         tm = self.transformer
         if self.kind == "decoder":

@@ -55,7 +55,7 @@ class ServerMetrics:
         "rewardkit_batch_size", "Sequences per model forward (dynamic batching merges concurrent requests).",
         (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)))
     batch_tokens: Histogram = field(default_factory=lambda: Histogram(
-        "rewardkit_batch_tokens", "Padded tokens (rows x longest row) per model forward.",
+        "rewardkit_batch_tokens", "Token positions computed (rows x row length, padding included) per model forward.",
         (64, 256, 1024, 4096, 16384, 65536)))
     latency: Histogram = field(default_factory=lambda: Histogram(
         "rewardkit_request_latency_seconds", "Time from request arrival to response, scoring endpoints.",

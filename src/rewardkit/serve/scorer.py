@@ -1,22 +1,32 @@
 """Score (prompt, response) texts with a reward model: one code path for eval, CLI scoring and serving.
 
 Batches are formed by sorting sequences by length and filling each batch up to a token budget, so a batch is
-padded only to its own longest member; results come back in input order.
+padded only to its own longest member; results come back in input order. With a decoder, responses to the same
+prompt share one computation of the prompt (packed rows, :mod:`rewardkit.data.packing`); an encoder with
+[CLS] pooling computes its last layer for [CLS] only (:mod:`rewardkit.models.cls_readout`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 
 from ..data.collate import pad_batch
 from ..data.formats import Text
-from ..data.packing import padded_budget_batches
+from ..data.packing import PackedBatch, group_tokens, pack_groups, padded_budget_batches
 from ..data.render import Renderer
 from ..data.tokenize import Encoded, SequenceEncoder
 from ..models.reward_model import ModelMeta, RewardModel, load_reward_model
+from ..types import TokenBatch
+
+
+def default_max_tokens(device: torch.device | str) -> int:
+    """Token budget per scoring batch when none is given: 4096 on CPU, where a smaller budget means finer length
+    groups and less padding at no cost in matrix-multiply efficiency (measured in benchmarks/README.md:
+    4096 scored faster than 8192 and 16384), 16384 on accelerators, which need bigger batches to be busy."""
+    return 4096 if torch.device(device).type == "cpu" else 16384
 
 
 def length_batches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> list[list[int]]:
@@ -25,17 +35,83 @@ def length_batches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> l
     return padded_budget_batches(list(lengths), 1, max_tokens, order, max_batch)
 
 
+def prompt_groups(seqs: Sequence[Encoded]) -> tuple[list[list[int]], list[int]]:
+    """Sequences whose prompt tokens are identical, in first-seen order: (groups of two or more, the rest).
+
+    Several responses to one prompt are the normal case in RLHF scoring: a GRPO step scores G completions
+    per prompt, best-of-n scores n, a pair file scores chosen and rejected.
+    """
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, s in enumerate(seqs):
+        by_prompt.setdefault(tuple(s.input_ids[:s.response_start]), []).append(i)
+    groups = [g for g in by_prompt.values() if len(g) > 1]
+    return groups, sorted(i for g in by_prompt.values() if len(g) == 1 for i in g)
+
+
+def shared_prompt_batches(model: RewardModel, seqs: Sequence[Encoded], groups: list[list[int]], pad_id: int,
+                          max_tokens: int, max_batch: int):
+    """(indices in score order, packed batch) for groups of responses to the same prompt (decoders).
+
+    Each group is laid out as one tree (:mod:`rewardkit.data.packing`): the prompt computed once, each
+    response a branch that sees the prompt and itself, where that costs less than separate rows. Groups are
+    sorted by packed size and cut at ``max_tokens`` computed tokens or ``max_batch`` sequences.
+    """
+    from ..models.packed import attention_cost
+
+    cost = attention_cost(model)
+    members = [[seqs[i] for i in g] for g in groups]
+    sizes = [group_tokens(m, "decoder", cost) for m in members]
+    batch: list[int] = []
+    used = count = 0
+    for g in sorted(range(len(groups)), key=lambda g: -sizes[g]):
+        if batch and (used + sizes[g] > max_tokens or count + len(groups[g]) > max_batch):
+            yield _packed(batch, groups, members, pad_id, cost)
+            batch, used, count = [], 0, 0
+        batch.append(g)
+        used += sizes[g]
+        count += len(groups[g])
+    if batch:
+        yield _packed(batch, groups, members, pad_id, cost)
+
+
+def _packed(batch: list[int], groups: list[list[int]], members: list[list[Encoded]], pad_id: int,
+            cost: float | None):
+    packed = pack_groups([members[g] for g in batch], "decoder", pad_id, attention_cost=cost)
+    return [i for g in batch for i in groups[g]], packed  # pack_groups scores group-major
+
+
+def scoring_batches(model: RewardModel, seqs: Sequence[Encoded], pad_id: int, max_tokens: int, max_batch: int,
+                    share_prompts: bool = True) -> Iterator[tuple[list[int], TokenBatch | PackedBatch]]:
+    """(indices into ``seqs``, model batch) pairs covering every sequence once; the batch's rewards come out in
+    the order of its indices. Shared by :func:`score_sequences` and the server's dynamic batching.
+
+    Decoders: responses to the same prompt (``share_prompts``) go into packed rows that compute the prompt once
+    (rewards equal the padded computation's: tests/reliability/test_score_invariance.py). Everything else is
+    sorted by length and padded per batch to the batch's longest sequence.
+    """
+    groups, rest = prompt_groups(seqs) if share_prompts and model.kind == "decoder" else ([], range(len(seqs)))
+    rest = list(rest)
+    yield from shared_prompt_batches(model, seqs, groups, pad_id, max_tokens, max_batch)
+    for idx in length_batches([len(seqs[i].input_ids) for i in rest], max_tokens, max_batch):
+        yield [rest[j] for j in idx], pad_batch([seqs[rest[j]] for j in idx], pad_id, "right")
+
+
+def batch_slots(batch: TokenBatch | PackedBatch) -> int:
+    """Token positions the model computes for ``batch`` (padding included)."""
+    return batch.num_slots if isinstance(batch, PackedBatch) else int(batch.input_ids.numel())
+
+
 @torch.no_grad()
 def score_sequences(model: RewardModel, seqs: Sequence[Encoded], pad_id: int, device: torch.device | str,
-                    max_tokens: int = 16384, max_batch: int = 64, progress=None) -> list[float]:
-    """Rewards for encoded sequences in input order, batched by length under a token budget."""
+                    max_tokens: int = 16384, max_batch: int = 64, progress=None,
+                    share_prompts: bool = True) -> list[float]:
+    """Rewards for encoded sequences in input order (batches: :func:`scoring_batches`)."""
     out = [0.0] * len(seqs)
     was_training = model.training
     model.eval()
     try:
-        for idx in length_batches([len(s.input_ids) for s in seqs], max_tokens, max_batch):
-            batch = pad_batch([seqs[i] for i in idx], pad_id, "right").to(device)
-            for i, r in zip(idx, model(batch).tolist(), strict=True):
+        for idx, batch in scoring_batches(model, seqs, pad_id, max_tokens, max_batch, share_prompts):
+            for i, r in zip(idx, model(batch.to(device)).tolist(), strict=True):
                 out[i] = r
             if progress is not None:
                 progress(len(idx))
@@ -53,12 +129,12 @@ class Scorer:
     """
 
     def __init__(self, model: RewardModel, tokenizer, meta: ModelMeta, device: str | torch.device = "cpu",
-                 max_tokens: int = 16384, max_batch: int = 64):
+                 max_tokens: int | None = None, max_batch: int = 64):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.meta = meta
         self.device = torch.device(device)
-        self.max_tokens = max_tokens
+        self.max_tokens = max_tokens or default_max_tokens(self.device)
         self.max_batch = max_batch
         self.renderer = Renderer(tokenizer, meta.kind, meta.template, meta.separator)
         self.encoder = SequenceEncoder(tokenizer, meta.kind, meta.max_length, meta.truncation)
@@ -67,6 +143,8 @@ class Scorer:
         # TRL logs each reward function under `__name__` (trl.trainer.utils.get_callable_name)
         self.__name__ = "rewardkit"
         self.normalize_rewards = False
+        self.share_prompts = True
+        """Decoders: compute a prompt once for all its responses (same rewards; see :func:`score_sequences`)."""
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> Scorer:
@@ -79,7 +157,7 @@ class Scorer:
     def score_encoded(self, seqs: Sequence[Encoded], progress=None) -> list[float]:
         """Rewards for already encoded sequences, in input order."""
         return score_sequences(self.model, seqs, self.tokenizer.pad_token_id, self.device, self.max_tokens,
-                               self.max_batch, progress)
+                               self.max_batch, progress, self.share_prompts)
 
     def score(self, prompts: Sequence[Text], responses: Sequence[Text], normalize: bool = False) -> list[float]:
         """Rewards for each (prompt, response); ``normalize`` applies the stored mean/std."""

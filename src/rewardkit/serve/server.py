@@ -10,8 +10,9 @@ Endpoints
 
 Dynamic batching: requests are validated and tokenized on their own (one tokenizer thread), then their
 sequences join a queue. One batching task takes the first waiting sequence, waits at most ``max_wait_ms`` for
-more to fill a token budget, takes whatever else is already waiting, sorts it all by length into batches
-(:func:`length_batches`) and runs them one at a time on a single model thread. Requests arriving during a
+more to fill a token budget, takes whatever else is already waiting, forms batches from it all as `rewardkit
+score` does (:func:`scoring_batches`: by length; a decoder's responses to one prompt share the prompt's
+computation) and runs them one at a time on a single model thread. Requests arriving during a
 forward wait in the queue and form the next batch, so under load batches grow by themselves and the wait is
 never longer than one forward. An invalid request is answered 422 before it reaches the queue; a failing
 forward fails only the requests with sequences in that batch.
@@ -20,6 +21,7 @@ forward fails only the requests with sequences in that batch.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -29,13 +31,15 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import torch
+
 from ..data.errors import DataError
 from ..data.readers import Record
 from ..data.tokenize import Dropped, Encoded
 from .adapters import query_settings
 from .items import parse_single, rendered_query, split_query
 from .metrics import ServerMetrics
-from .scorer import Scorer, length_batches, score_sequences
+from .scorer import Scorer, batch_slots, scoring_batches
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +54,9 @@ class ServerConfig:
     """Longest prompt or response text, in characters; longer is a 422 naming the field."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest request body; larger is a 413."""
-    max_tokens: int = 16384
-    """Token budget of one model batch (rows x longest row)."""
+    max_tokens: int | None = None
+    """Token budget of one model batch (rows x longest row); None: the scorer's
+    (:func:`~rewardkit.serve.scorer.default_max_tokens`)."""
     max_batch: int = 64
     """Most sequences in one model batch."""
     max_wait_ms: float = 5.0
@@ -63,7 +68,7 @@ class ServerConfig:
 
     def __post_init__(self):
         for name in ("max_items", "max_text_chars", "max_body_bytes", "max_tokens", "max_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
@@ -156,33 +161,33 @@ class Batcher:
                     break
             # whatever is waiting now, up to a few batches' worth, is sorted by length together
             pending = self._take(4 * self.cfg.max_tokens)
-            lengths = [len(s.input_ids) for _, _, s in pending]
-            for idx in length_batches(lengths, self.cfg.max_tokens, self.cfg.max_batch):
-                await self._forward([pending[i] for i in idx], loop)
+            s = self.scorer
+            for idx, batch in scoring_batches(s.model, [q for _, _, q in pending], s.tokenizer.pad_token_id,
+                                              self.cfg.max_tokens, self.cfg.max_batch, s.share_prompts):
+                await self._forward([pending[i] for i in idx], batch, loop)
 
-    async def _forward(self, items: list, loop: asyncio.AbstractEventLoop) -> None:
-        seqs = [s for _, _, s in items]
+    async def _forward(self, items: list, batch, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            rewards = await loop.run_in_executor(self._model_thread, self._model_forward, seqs)
+            rewards = await loop.run_in_executor(self._model_thread, self._model_forward, batch)
         except Exception as e:  # only the requests in this batch fail
-            log.exception("model forward failed for a batch of %d", len(seqs))
+            log.exception("model forward failed for a batch of %d", len(items))
             for job, _, _ in items:
                 if not job.future.done():
                     job.future.set_exception(e)
             return
-        self.metrics.observe_batch(len(seqs), len(seqs) * max(len(s.input_ids) for s in seqs))
-        self.metrics.items += len(seqs)
+        self.metrics.observe_batch(len(items), batch_slots(batch))
+        self.metrics.items += len(items)
         for (job, i, _), r in zip(items, rewards, strict=True):
             job.results[i] = r
             job.remaining -= 1
             if job.remaining == 0 and not job.future.done():
                 job.future.set_result(job.results)
 
-    def _model_forward(self, seqs: list[Encoded]) -> list[float]:
-        # one batch exactly as given: the same padding and forward as `rewardkit score`
+    @torch.no_grad()
+    def _model_forward(self, batch) -> list[float]:
+        # the batch exactly as `rewardkit score` forms it (scorer.scoring_batches): the same scores
         s = self.scorer
-        return score_sequences(s.model, seqs, s.tokenizer.pad_token_id, s.device,
-                               max_tokens=len(seqs) * max(len(q.input_ids) for q in seqs), max_batch=len(seqs))
+        return s.model(batch.to(s.device)).tolist()
 
 
 class RewardService:
@@ -190,6 +195,8 @@ class RewardService:
 
     def __init__(self, scorer: Scorer, cfg: ServerConfig):
         self.scorer = scorer
+        if cfg.max_tokens is None:
+            cfg = dataclasses.replace(cfg, max_tokens=scorer.max_tokens)
         self.cfg = cfg
         self.metrics = ServerMetrics()
         self.batcher = Batcher(scorer, cfg, self.metrics)

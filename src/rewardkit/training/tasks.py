@@ -37,6 +37,7 @@ from ..data.dataset import EncodedPair, encode_pairs, load_pairs
 from ..data.errors import SkipReport
 from ..data.examples import format_of, load_examples
 from ..data.formats import Labeled, MultiRated, Pair, Ranked, Rated
+from ..data.packing import pack_groups
 from ..data.render import Renderer
 from ..data.tokenize import Dropped, Encoded, SequenceEncoder
 from ..eval.metrics import (
@@ -132,6 +133,14 @@ class Task:
         return len(item.seq.input_ids)
 
     def collate(self, items: list, pad_id: int, side: str) -> TaskBatch:
+        raise NotImplementedError
+
+    packs: bool = False
+    """Whether :meth:`collate_packed` exists (``train.packing`` for this task)."""
+
+    def collate_packed(self, items: list, kind: str, pad_id: int, row_tokens: int | None,
+                       attention_cost: float | None = None) -> TaskBatch:
+        """Like :meth:`collate` with packed rows (:mod:`rewardkit.data.packing`): the same rewards, same order."""
         raise NotImplementedError
 
     def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
@@ -328,13 +337,10 @@ class RankedTask(Task):
     def encode(self, examples: list[Ranked], renderer, encoder) -> list[EncodedRanked]:
         out = []
         for ex in examples:
-            seqs, ranks = [], []
-            for response, rank in zip(ex.responses, ex.ranks, strict=True):
-                try:
-                    seqs.append(encoder.encode(renderer.render(ex.prompt, response), ex.where))
-                    ranks.append(rank)
-                except Dropped:
-                    continue
+            # one group: every response keeps the same prompt tokens; ``drop`` removes only the over-long ones
+            encoded = encoder.encode_group([renderer.render(ex.prompt, r) for r in ex.responses], ex.where)
+            kept = [(s, rank) for s, rank in zip(encoded, ex.ranks, strict=True) if s is not None]
+            seqs, ranks = [s for s, _ in kept], [rank for _, rank in kept]
             if len(seqs) >= 2 and len(set(ranks)) >= 2:
                 out.append(EncodedRanked(seqs, ranks, ex.where))
         return out
@@ -344,6 +350,18 @@ class RankedTask(Task):
 
     def collate(self, items: list[EncodedRanked], pad_id, side) -> TaskBatch:
         seqs = [s for it in items for s in it.seqs]
+        return TaskBatch(pad_batch(seqs, pad_id, side), self._targets(items))
+
+    packs = True
+
+    def collate_packed(self, items: list[EncodedRanked], kind, pad_id, row_tokens, attention_cost=None) -> TaskBatch:
+        """Each list as one group: the prompt once, its K responses as branches. Rewards come out group-major,
+        the flat order :meth:`collate` uses, so the same ``slot`` targets read them."""
+        return TaskBatch(pack_groups([it.seqs for it in items], kind, pad_id, row_tokens, attention_cost),
+                         self._targets(items))
+
+    @staticmethod
+    def _targets(items: list[EncodedRanked]) -> dict[str, torch.Tensor]:
         k = max(len(it.seqs) for it in items)
         slot = torch.full((len(items), k), -1, dtype=torch.long)  # row of each response in the flat batch
         ranks = torch.zeros((len(items), k), dtype=torch.long)
@@ -353,7 +371,7 @@ class RankedTask(Task):
             slot[g, :n] = torch.arange(row, row + n)
             ranks[g, :n] = torch.tensor(it.ranks)
             row += n
-        return TaskBatch(pad_batch(seqs, pad_id, side), {"slot": slot, "ranks": ranks})
+        return {"slot": slot, "ranks": ranks}
 
     def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
         slot, valid = batch.targets["slot"], batch.targets["slot"] >= 0

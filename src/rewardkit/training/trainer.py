@@ -29,7 +29,7 @@ from ..data.render import Renderer
 from ..data.tokenize import SequenceEncoder
 from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc, pairwise_metrics
 from ..losses import get_pairwise_loss
-from ..models.packed import select_attention
+from ..models.packed import attention_cost, select_attention
 from ..models.reward_model import ModelMeta, RewardModel, build_model
 from ..serve.scorer import Scorer, score_sequences
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -198,12 +198,16 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
 
     world, rank = accelerator.num_processes, accelerator.process_index
     lengths = [task.length(p) for p in train_pairs]
-    if (tc.packing or tc.max_tokens_per_batch) and (not pairwise or world > 1):
-        raise ValueError("train.packing and train.max_tokens_per_batch support pairwise losses on one process")
+    if (tc.packing and not (pairwise or task.packs)) or (tc.max_tokens_per_batch and not pairwise) or \
+            ((tc.packing or tc.max_tokens_per_batch) and world > 1):
+        raise ValueError("train.packing supports pairwise and ranking losses, train.max_tokens_per_batch pairwise "
+                         "ones, both on one process")
     check_backend(accelerator, tc, resume)  # what FSDP / DeepSpeed do not support yet: a clear error
+    pack_cost = None  # per group: share the prompt only where it saves more than the dense attention costs
     if tc.packing:
         select_attention(model, tc.attention, device)
-    fixed_batches = (budget_batches(train_pairs, tc.max_tokens_per_batch, tc.packing, kind)
+        pack_cost = attention_cost(model)
+    fixed_batches = (budget_batches(train_pairs, tc.max_tokens_per_batch, tc.packing, kind, pack_cost)
                      if tc.max_tokens_per_batch else None)
     per_epoch = len(fixed_batches) if fixed_batches else math.ceil(len(train_pairs) / (tc.batch_size * world))
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * per_epoch / tc.grad_accum))
@@ -259,10 +263,12 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
                        for p in chunk]
             if tc.packing:  # prompt once, responses as branches; same rewards (data/packing.py)
                 batch = packed_pair_batch([p.chosen for p in chunk], [p.rejected for p in chunk], margins, kind,
-                                          pad_id, tc.pack_row_tokens).to(device)
+                                          pad_id, tc.pack_row_tokens, pack_cost).to(device)
             else:
                 batch = pair_batch([p.chosen for p in chunk], [p.rejected for p in chunk], margins, pad_id,
                                    padding_side).to(device)
+        elif tc.packing:  # ranked lists: the prompt once, the K responses as branches
+            batch = task.collate_packed(chunk, kind, pad_id, tc.pack_row_tokens, pack_cost).to(device)
         else:
             batch = task.collate(chunk, pad_id, padding_side).to(device)
         sync = (state["micro_batch"] + 1) % tc.grad_accum == 0
