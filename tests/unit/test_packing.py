@@ -150,6 +150,9 @@ def test_token_budget_batches_stay_within_the_budget():
     batches = token_budget_batches(costs, 10, list(range(6)))
     assert batches == [[0, 1], [2, 3], [4], [5]]  # 20 > 10 gets a batch of its own
     assert sorted(i for b in batches for i in b) == list(range(6))
+    # groups of several sequences: at most 4 sequences per batch as well (a group of 5 alone)
+    grouped = token_budget_batches([1, 1, 1, 1], 100, [0, 1, 2, 3], members=[2, 2, 5, 1], max_members=4)
+    assert grouped == [[0, 1], [2], [3]]
     padded = padded_budget_batches([4, 4, 6, 2], rows_per_example=2, max_tokens=24, order=[0, 1, 2, 3])
     assert padded == [[0, 1], [2, 3]]  # [0,1,2] would be 3 pairs x 2 rows x 6 = 36 > 24
 

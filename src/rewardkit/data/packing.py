@@ -264,21 +264,25 @@ def attention_allowed(group_ids: torch.Tensor, branch_ids: torch.Tensor, causal:
     return allowed[:, None]
 
 
-def token_budget_batches(costs: list[int], max_tokens: int, order: list[int]) -> list[list[int]]:
+def token_budget_batches(costs: list[int], max_tokens: int, order: list[int], members: list[int] | None = None,
+                         max_members: int | None = None) -> list[list[int]]:
     """Cut ``order`` (already length-grouped) into batches whose cost stays within ``max_tokens``.
 
     ``costs[i]`` is what example i adds to a batch: its packed tokens (padded batches cost rows x the widest
     row instead: :func:`padded_budget_batches`). An example costlier than the budget gets a batch of its own.
+    With ``max_members``, a batch also holds at most that many sequences, example i counting ``members[i]``.
     """
     batches: list[list[int]] = []
     cur: list[int] = []
-    used = 0
+    used = count = 0
     for i in order:
-        if cur and used + costs[i] > max_tokens:
+        n = members[i] if members is not None else 1
+        if cur and (used + costs[i] > max_tokens or (max_members is not None and count + n > max_members)):
             batches.append(cur)
-            cur, used = [], 0
+            cur, used, count = [], 0, 0
         cur.append(i)
         used += costs[i]
+        count += n
     if cur:
         batches.append(cur)
     return batches

@@ -41,12 +41,7 @@ def annotator_stats(rated: Sequence[Rated]) -> dict[str | None, AnnotatorStats]:
     groups: dict[str | None, list[float]] = defaultdict(list)
     for r in rated:
         groups[r.annotator].append(r.score)
-    out = {}
-    for name, xs in groups.items():
-        mean = sum(xs) / len(xs)
-        std = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
-        out[name] = AnnotatorStats(len(xs), mean, std)
-    return out
+    return {name: AnnotatorStats(len(xs), *_mean_std(xs)) for name, xs in groups.items()}
 
 
 def zscore_per_annotator(rated: Sequence[Rated]) -> list[Rated]:
@@ -60,17 +55,18 @@ def zscore_per_annotator(rated: Sequence[Rated]) -> list[Rated]:
     if flat:
         log.warning("%d annotator(s) gave one distinct rating only (%s); their ratings become 0 after z-scoring",
                     len(flat), ", ".join(str(n) for n in flat[:5]))
-    out = []
-    for r in rated:
-        s = stats[r.annotator]
-        z = 0.0 if s.std == 0.0 else (r.score - s.mean) / s.std
-        out.append(replace(r, score=z))
-    return out
+    return [replace(r, score=_z(r.score, stats[r.annotator].mean, stats[r.annotator].std)) for r in rated]
 
 
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation."""
     mean = sum(xs) / len(xs)
     return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
+
+
+def _z(x: float, mean: float, std: float) -> float:
+    """``(x - mean) / std``; 0 when ``std`` is 0 (no scale information: centred, not divided by zero)."""
+    return 0.0 if std == 0.0 else (x - mean) / std
 
 
 def zscore_ratings(rated: Sequence[Rated]) -> list[Rated]:
@@ -82,7 +78,7 @@ def zscore_ratings(rated: Sequence[Rated]) -> list[Rated]:
     if not rated:
         return []
     mean, std = _mean_std([r.score for r in rated])
-    return [replace(r, score=0.0 if std == 0.0 else (r.score - mean) / std) for r in rated]
+    return [replace(r, score=_z(r.score, mean, std)) for r in rated]
 
 
 def zscore_attributes(rated: Sequence[MultiRated]) -> list[MultiRated]:
@@ -92,13 +88,8 @@ def zscore_attributes(rated: Sequence[MultiRated]) -> list[MultiRated]:
     names = sorted({a for r in rated for a, v in r.scores.items() if v is not None})
     stats = {a: _mean_std([r.scores[a] for r in rated if r.scores.get(a) is not None]) for a in names}
 
-    def z(a: str, v: float | None) -> float | None:
-        if v is None:
-            return None
-        mean, std = stats[a]
-        return 0.0 if std == 0.0 else (v - mean) / std
-
-    return [replace(r, scores={a: z(a, v) for a, v in r.scores.items()}) for r in rated]
+    return [replace(r, scores={a: None if v is None else _z(v, *stats[a]) for a, v in r.scores.items()})
+            for r in rated]
 
 
 def _key(value: Text) -> str:

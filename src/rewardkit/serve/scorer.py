@@ -15,7 +15,7 @@ import torch
 
 from ..data.collate import pad_batch
 from ..data.formats import Text
-from ..data.packing import PackedBatch, group_tokens, pack_groups, padded_budget_batches
+from ..data.packing import PackedBatch, group_tokens, pack_groups, padded_budget_batches, token_budget_batches
 from ..data.render import Renderer
 from ..data.tokenize import Encoded, SequenceEncoder
 from ..models.reward_model import ModelMeta, RewardModel, load_reward_model
@@ -24,8 +24,8 @@ from ..types import TokenBatch
 
 def default_max_tokens(device: torch.device | str) -> int:
     """Token budget per scoring batch when none is given: 4096 on CPU, where a smaller budget means finer length
-    groups and less padding at no cost in matrix-multiply efficiency (measured in benchmarks/README.md:
-    4096 scored faster than 8192 and 16384), 16384 on accelerators, which need bigger batches to be busy."""
+    groups and less padding (measured in benchmarks/README.md: 4096 scored faster than 8192 and 16384 on the
+    2-core development CPU), 16384 on accelerators (not measured here; they need bigger batches to be busy)."""
     return 4096 if torch.device(device).type == "cpu" else 16384
 
 
@@ -49,7 +49,7 @@ def prompt_groups(seqs: Sequence[Encoded]) -> tuple[list[list[int]], list[int]]:
 
 
 def shared_prompt_batches(model: RewardModel, seqs: Sequence[Encoded], groups: list[list[int]], pad_id: int,
-                          max_tokens: int, max_batch: int):
+                          max_tokens: int, max_batch: int) -> Iterator[tuple[list[int], PackedBatch]]:
     """(indices in score order, packed batch) for groups of responses to the same prompt (decoders).
 
     Each group is laid out as one tree (:mod:`rewardkit.data.packing`): the prompt computed once, each
@@ -61,23 +61,10 @@ def shared_prompt_batches(model: RewardModel, seqs: Sequence[Encoded], groups: l
     cost = attention_cost(model)
     members = [[seqs[i] for i in g] for g in groups]
     sizes = [group_tokens(m, "decoder", cost) for m in members]
-    batch: list[int] = []
-    used = count = 0
-    for g in sorted(range(len(groups)), key=lambda g: -sizes[g]):
-        if batch and (used + sizes[g] > max_tokens or count + len(groups[g]) > max_batch):
-            yield _packed(batch, groups, members, pad_id, cost)
-            batch, used, count = [], 0, 0
-        batch.append(g)
-        used += sizes[g]
-        count += len(groups[g])
-    if batch:
-        yield _packed(batch, groups, members, pad_id, cost)
-
-
-def _packed(batch: list[int], groups: list[list[int]], members: list[list[Encoded]], pad_id: int,
-            cost: float | None):
-    packed = pack_groups([members[g] for g in batch], "decoder", pad_id, attention_cost=cost)
-    return [i for g in batch for i in groups[g]], packed  # pack_groups scores group-major
+    order = sorted(range(len(groups)), key=lambda g: -sizes[g])
+    for batch in token_budget_batches(sizes, max_tokens, order, [len(g) for g in groups], max_batch):
+        packed = pack_groups([members[g] for g in batch], "decoder", pad_id, attention_cost=cost)
+        yield [i for g in batch for i in groups[g]], packed  # pack_groups scores group-major
 
 
 def scoring_batches(model: RewardModel, seqs: Sequence[Encoded], pad_id: int, max_tokens: int, max_batch: int,
@@ -96,16 +83,13 @@ def scoring_batches(model: RewardModel, seqs: Sequence[Encoded], pad_id: int, ma
         yield [rest[j] for j in idx], pad_batch([seqs[rest[j]] for j in idx], pad_id, "right")
 
 
-def batch_slots(batch: TokenBatch | PackedBatch) -> int:
-    """Token positions the model computes for ``batch`` (padding included)."""
-    return batch.num_slots if isinstance(batch, PackedBatch) else int(batch.input_ids.numel())
-
-
 @torch.no_grad()
 def score_sequences(model: RewardModel, seqs: Sequence[Encoded], pad_id: int, device: torch.device | str,
-                    max_tokens: int = 16384, max_batch: int = 64, progress=None,
+                    max_tokens: int | None = None, max_batch: int = 64, progress=None,
                     share_prompts: bool = True) -> list[float]:
-    """Rewards for encoded sequences in input order (batches: :func:`scoring_batches`)."""
+    """Rewards for encoded sequences in input order (batches: :func:`scoring_batches`; ``max_tokens`` None:
+    :func:`default_max_tokens`)."""
+    max_tokens = max_tokens or default_max_tokens(device)
     out = [0.0] * len(seqs)
     was_training = model.training
     model.eval()

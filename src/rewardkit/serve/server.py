@@ -39,7 +39,7 @@ from ..data.tokenize import Dropped, Encoded
 from .adapters import query_settings
 from .items import parse_single, rendered_query, split_query
 from .metrics import ServerMetrics
-from .scorer import Scorer, batch_slots, scoring_batches
+from .scorer import Scorer, scoring_batches
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(e)
             return
-        self.metrics.observe_batch(len(items), batch_slots(batch))
+        self.metrics.observe_batch(len(items), batch.num_slots)
         self.metrics.items += len(items)
         for (job, i, _), r in zip(items, rewards, strict=True):
             job.results[i] = r
