@@ -60,8 +60,9 @@ def main() -> None:
                    help="train.seed values (head initialisation and data order); several give a mean and spread")
     p.add_argument("--select-steps", type=int, default=None, metavar="EVERY",
                    help="early stopping without touching the held-out split: train on the first 80%% of the training "
-                   "records, evaluate the last 20%% every EVERY steps, then retrain on all training records for the "
-                   "best number of steps (at most --steps) and evaluate that on the held-out split")
+                   "records with train.early_stopping selecting on the last 20%% (evaluated every EVERY steps), then "
+                   "retrain on all training records for the best number of steps (at most --steps) and evaluate "
+                   "that on the held-out split")
     p.add_argument("recipes", nargs="*")
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     out = Path(args.out)
@@ -109,7 +110,8 @@ def main() -> None:
 
 def select_steps(path: Path, over: list[str], every: int, key: str, out: Path) -> int:
     """The step count with the best ``key`` on the last 20% of the recipe's training records, training on the
-    first 80% (the held-out split is not read)."""
+    first 80% (the held-out split is not read). The trainer's own early stopping (``train.early_stopping``,
+    patience null: every step trained, the best evaluation kept; ties keep the earlier step) makes the choice."""
     from rewardkit.config import load_config
 
     train = load_config(path).data.train
@@ -118,16 +120,15 @@ def select_steps(path: Path, over: list[str], every: int, key: str, out: Path) -
     cut = train.stop - max(1, (train.stop - train.start) // 5)
     dev = ["--data.train.stop", str(cut), "--data.eval", json.dumps({"path": train.path, "start": cut,
            "stop": train.stop, "adapter": train.adapter}), "--train.eval_every", str(every),
-           "--train.eval_zero_shot", "false", "--output_dir", str(out)]
+           "--train.eval_zero_shot", "false", "--train.early_stopping.metric", key, "--output_dir", str(out)]
     import rewardkit
 
-    rewardkit.train(load_config(path, over + dev))
+    early = rewardkit.train(load_config(path, over + dev)).metrics["early_stopping"]
     curve = [(r["step"], r[key]) for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
              if r["split"] == "eval" and r.get(key) is not None]
-    best = max(curve, key=lambda sv: (sv[1], -sv[0]))  # the earliest of equal scores
     print("SELECT", json.dumps({"recipe": path.stem, "dev_records": [cut, train.stop], "curve": curve,
-                                "chosen_steps": best[0]}), flush=True)
-    return best[0]
+                                "chosen_steps": early["best_step"]}), flush=True)
+    return early["best_step"]
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:

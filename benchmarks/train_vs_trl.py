@@ -10,8 +10,14 @@ rewardkit* (TRL gets them as ``chosen_ids``/``rejected_ids``, so both see identi
 micro-batches in the same order (rewardkit's length-grouped order; TRL's sampler is made sequential), the same
 number of warm-up and timed steps, and gradient checkpointing (``--grad-ckpt``, on by default for both
 because TRL's ``RewardConfig`` turns it on by default: it trades a second forward for much lower
-activation memory, so comparing peak memory only makes sense with the same setting). Each tool runs in its own process (clean peak RSS), and the processes
-alternate TRL / rewardkit packed / rewardkit padded, round after round, so all see the same machine load.
+activation memory, so comparing peak memory only makes sense with the same setting; a ``-nockpt`` tool turns
+it off for itself, and rewardkit then runs each micro-batch as passes of at most ``--forward-tokens`` tokens,
+``train.max_tokens_per_forward``). Each tool runs in its own process (clean peak RSS), and the processes
+alternate round after round, so all see the same machine load.
+
+Tools: ``trl`` (RewardTrainer), ``rewardkit`` (``train.packing``, the default kernel: ``tree`` on CPU, the batch in
+one row), ``rewardkit-sdpa`` (packing with the dense-mask kernel, short rows), ``rewardkit-padded`` (no packing),
+each optionally with ``-nockpt``.
 
 Reported per tool: pairs/s, non-pad tokens/s (tokens of the sequences themselves, prompt counted twice as in
 the padded layout, so this is the same work for every tool), computed tokens (what the tool actually ran
@@ -131,10 +137,10 @@ def worker(spec: dict) -> dict:
     timed = batches[spec["warmup"]:]
     pairs = sum(len(b) for b in timed)
     real = sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for b in timed for p in b)
-    if spec["tool"] == "trl":
+    if spec["base"] == "trl":
         seconds, cpu, losses, computed, width = run_trl(model, tok, batches, spec)
     else:
-        seconds, cpu, losses, computed, width = run_rewardkit(model, tok, batches, spec, spec["tool"] == "rewardkit")
+        seconds, cpu, losses, computed, width = run_rewardkit(model, tok, batches, spec, spec["base"] != "rewardkit-padded")
     fpt = flops_per_token(model, width / 2)
     return {"tool": spec["tool"], "size": spec["size"], "variant": spec["variant"], "seconds": seconds,
             "cpu_seconds": cpu,
@@ -156,14 +162,14 @@ def run_rewardkit(model, tok, batches, spec, packed: bool):
     import torch
 
     from rewardkit.data.collate import pair_batch
-    from rewardkit.data.packing import packed_pair_batch
+    from rewardkit.data.packing import budget_batches, packed_pair_batch
     from rewardkit.losses import bradley_terry
-    from rewardkit.models.packed import attention_cost, select_attention
+    from rewardkit.models.packed import pack_settings, select_attention
 
-    cost = None
-    if packed:
-        select_attention(model, "auto", torch.device("cpu"))
-        cost = attention_cost(model)  # as the trainer: share a prompt only where it pays
+    rows, cost, kernel = spec["row_tokens"], None, None
+    if packed:  # as the trainer: the kernel, then the row layout that suits it
+        kernel = select_attention(model, "sdpa" if spec["base"] == "rewardkit-sdpa" else "auto", torch.device("cpu"))
+        rows, cost = pack_settings(model, spec["row_tokens"])
     if spec["grad_ckpt"]:  # what model.gradient_checkpointing: true does (models/reward_model.py)
         model.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt, sched = _optimizer(model, len(batches), spec["lr"])
@@ -171,25 +177,34 @@ def run_rewardkit(model, tok, batches, spec, packed: bool):
     seconds, cpu, losses, computed, widths = 0.0, 0.0, [], 0, []
     for i, chunk in enumerate(batches):
         t, c0 = time.perf_counter(), time.process_time()
-        c, r = [p.chosen for p in chunk], [p.rejected for p in chunk]
-        if packed:  # what the trainer does with train.packing: true
-            batch = packed_pair_batch(c, r, [0.0] * len(c), "decoder", tok.pad_token_id, spec["row_tokens"], cost)
-        else:
-            batch = pair_batch(c, r, [0.0] * len(c), tok.pad_token_id)
-        rewards = model(batch.tokens)
-        b = len(chunk)
-        loss = bradley_terry(rewards[:b], rewards[b:])
-        loss.backward()
+        # train.max_tokens_per_forward: the micro-batch as several passes, each weighted by its share of pairs
+        pieces = (budget_batches(chunk, spec["forward_tokens"], packed, "decoder", cost)
+                  if spec["forward_tokens"] else [list(range(len(chunk)))])
+        step_loss = 0.0
+        for piece in pieces:
+            c, r = [chunk[j].chosen for j in piece], [chunk[j].rejected for j in piece]
+            if packed:  # what the trainer does with train.packing: true
+                batch = packed_pair_batch(c, r, [0.0] * len(c), "decoder", tok.pad_token_id, rows, cost)
+            else:
+                batch = pair_batch(c, r, [0.0] * len(c), tok.pad_token_id)
+            rewards = model(batch.tokens)
+            b = len(piece)
+            loss = bradley_terry(rewards[:b], rewards[b:]) * (b / len(chunk))
+            loss.backward()
+            step_loss += loss.item()
+            if i >= spec["warmup"]:
+                computed += batch.tokens.input_ids.numel()
+                # attention context for the FLOP estimate: the row (dense kernels), each group's span (tree)
+                widths.append(batch.tokens.num_tokens / b if packed and kernel == "rewardkit_tree"
+                              else batch.tokens.input_ids.shape[1])
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(step_loss)
         if i >= spec["warmup"]:
             seconds += time.perf_counter() - t
             cpu += time.process_time() - c0
-            computed += batch.tokens.input_ids.numel()
-            widths.append(batch.tokens.input_ids.shape[1])
     return seconds, cpu, losses, computed, sum(widths) / len(widths)
 
 
@@ -275,7 +290,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10m,135m")
     ap.add_argument("--variants", default="hh,long-prompt,long-response")
-    ap.add_argument("--tools", default="trl,rewardkit,rewardkit-padded")
+    ap.add_argument("--tools", default="trl,rewardkit,rewardkit-nockpt")
     ap.add_argument("--batch", type=int, default=8, help="pairs per step (both tools)")
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--warmup", type=int, default=1)
@@ -284,6 +299,8 @@ def main() -> None:
     ap.add_argument("--row-tokens", type=int, default=None, help="rewardkit packed row capacity (default auto)")
     ap.add_argument("--grad-ckpt", choices=("on", "off"), default="on",
                     help="gradient checkpointing for both tools (on: TRL's RewardConfig default)")
+    ap.add_argument("--forward-tokens", type=int, default=1536,
+                    help="rewardkit-nockpt: train.max_tokens_per_forward (activation memory per pass)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--json", default=None, help="also write every measurement here")
@@ -307,9 +324,13 @@ def main() -> None:
         for variant in a.variants.split(","):
             for rnd in range(a.rounds):
                 for tool in a.tools.split(","):
-                    spec = {"tool": tool, "size": size, "variant": variant, "batch": a.batch, "steps": steps,
-                            "warmup": a.warmup, "max_length": a.max_length, "row_tokens": a.row_tokens,
-                            "threads": a.threads, "lr": a.lr, "tok_dir": tok_dir, "grad_ckpt": a.grad_ckpt == "on"}
+                    base = tool.removesuffix("-nockpt")  # "-nockpt": no checkpointing (rewardkit: in passes)
+                    ckpt = a.grad_ckpt == "on" and base == tool
+                    forward_tokens = a.forward_tokens if base != tool and base != "trl" else None
+                    spec = {"tool": tool, "base": base, "size": size, "variant": variant, "batch": a.batch,
+                            "steps": steps, "warmup": a.warmup, "max_length": a.max_length,
+                            "row_tokens": a.row_tokens, "threads": a.threads, "lr": a.lr, "tok_dir": tok_dir,
+                            "grad_ckpt": ckpt, "forward_tokens": forward_tokens}
                     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
                                           capture_output=True, text=True)
                     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]

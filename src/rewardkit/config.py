@@ -147,8 +147,14 @@ class ModelConfig:
     kind: ModelKind = "auto"
     """`decoder` (causal LM) or `encoder` (BERT-like); `auto` reads it from the model config."""
     pooling: Pooling = "auto"
-    """Which hidden state feeds the head: `last` real token (decoders), `cls` (encoders), or `mean` over the
-    real tokens (masked; either kind: its head is a rewardkit layer saved beside the transformers weights)."""
+    """Which hidden state feeds the head: `last` real token (decoders), `cls` (encoders), or `mean` (masked;
+    either kind; plain transformers cannot compute it, `rewardkit.json` carries it). `mean` averages, for
+    decoders, the response tokens only (its first token through the score token: a causal decoder cannot tell
+    the prompt apart, and a long shared prompt would make all its responses look alike) and, for encoders,
+    every real token (they read prompt and response jointly); see `mean_span`."""
+    mean_span: Literal["auto", "response", "all"] = "auto"
+    """`pooling: mean` only: `response` (decoders' default) or `all` real tokens, prompt included (encoders'
+    default and only choice; what decoder models saved before this setting existed did, and still do)."""
     head: Head = "scalar"
     """`scalar`: 1 output; `classifier`: 2 outputs (reject, accept), see `reward_from`; `per_token`: 1 value
     per token (decoders; for the `token_level_pairwise` loss; the score is the last real token's value);
@@ -201,6 +207,24 @@ class LossConfig:
 
 
 @dataclass(kw_only=True)
+class EarlyStoppingConfig:
+    """Select the model on `data.eval` during training (rewardkit/training/early_stopping.py): keep the weights
+    of the best evaluation and save those as the run's model; optionally stop when it stops improving. Needs
+    `train.eval_every` and `data.eval`. The evaluation split then chooses the model: it must be a development
+    split, not the test split you report (that one must stay unseen by the selection)."""
+
+    metric: str = "auto"
+    """Evaluation metric to select on; `auto`: the task's own (pairs: `accuracy`, ranked: `pair_accuracy`,
+    binary: `auc`, scalar and multi: `pearson`). Any key of the evaluation, e.g. `loss`."""
+    mode: Literal["auto", "max", "min"] = "auto"
+    """Whether higher is better; `auto`: `min` for loss, mse, rmse, mae, ece, brier, else `max`."""
+    patience: int | None = None
+    """Stop after this many evaluations in a row without improvement; null: train all steps, keep the best."""
+    min_delta: float = 0.0
+    """An evaluation improves on the best only by more than this (ties keep the earlier step)."""
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
     lr: float = 2e-5
     batch_size: int = 8
@@ -225,16 +249,27 @@ class TrainConfig:
     Several pairs share a row of up to `pack_row_tokens` tokens. Pairwise and ranking losses (a ranked list's K
     responses are the branches of one prompt)."""
     pack_row_tokens: int | None = None
-    """Row capacity in packed mode; null: as long as the batch's longest pair needs (cheapest attention)."""
-    attention: Literal["auto", "sdpa", "flex"] = "auto"
-    """Kernel for packed rows: `sdpa` with a boolean 4-D mask, `flex` (CUDA) with a block-sparse mask;
-    `auto` picks flex on CUDA when available, sdpa elsewhere."""
+    """Row capacity in packed mode; null: the whole micro-batch in one row with `tree` attention, else as long as
+    the batch's longest pair needs (dense attention grows with the row)."""
+    attention: Literal["auto", "tree", "sdpa", "flex"] = "auto"
+    """Kernel for packed rows: `tree` runs attention per group on the pairs the mask allows (no padding, no
+    masked-out work); `sdpa` with a dense boolean 4-D mask; `flex` (CUDA) with a block-sparse mask. `auto` picks
+    flex on CUDA when available, else tree where every layer of the model supports it, else sdpa."""
     max_tokens_per_batch: int | None = None
     """Fill each micro-batch up to this many tokens (padded: rows x longest row; packed: packed tokens)
     instead of a fixed `batch_size` pairs. Single process only."""
+    max_tokens_per_forward: int | None = None
+    """Run each micro-batch as several forward/backward passes of at most this many computed tokens (packed
+    tokens, or rows x longest row when padded); gradients add up, each pass weighted by its share of the pairs,
+    so the update is the whole micro-batch's. Bounds activation memory, so `model.gradient_checkpointing` (a
+    second forward in backward) can stay off. Pairwise losses, one process."""
     seed: int = 0
     eval_every: int | None = None
     """Evaluate every N optimizer steps (and always at the end)."""
+    early_stopping: EarlyStoppingConfig | None = None
+    """Keep the best evaluation's weights (and optionally stop early); null: off, the last step's model is saved.
+    `--train.early_stopping.patience 3` on the command line turns it on; `early_stopping: {}` in YAML with the
+    defaults. summary.json records the best step and metric under `early_stopping`."""
     eval_batch_size: int = 32
     save_every: int | None = None
     """Write a resumable checkpoint every N optimizer steps."""

@@ -16,6 +16,9 @@ class TokenBatch:
     position_ids: torch.Tensor  # [N, L] long, 0..len-1 over each row's real tokens (either padding side)
     score_index: torch.Tensor  # [N] long, column of the score token in each row
     token_type_ids: torch.Tensor | None = None  # [N, L] long, segment ids (encoders)
+    response_start: torch.Tensor | None = None
+    """[N] long, column of the first response token in each row (decoders' response-only ``mean`` pooling reads
+    columns ``response_start .. score_index``); None where the batch was built without it."""
 
     def to(self, device: torch.device | str) -> TokenBatch:
         return TokenBatch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))

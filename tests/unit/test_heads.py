@@ -150,3 +150,79 @@ def test_learned_weights_missing_from_a_saved_model_is_an_error(tokenizer_dirs, 
     (tmp_path / HEAD_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=HEAD_FILE):
         load_reward_model(tmp_path)
+
+
+def _reference_mean_reward(model, seq, first: int, last: int | None = None) -> torch.Tensor:
+    """The head applied to the plain mean of one unpadded sequence's last hidden states ``first .. last``
+    (inclusive; default: its score token)."""
+    ids = torch.tensor([seq.input_ids])
+    kwargs = {"token_type_ids": torch.tensor([seq.token_type_ids])} if seq.token_type_ids is not None else {}
+    with torch.no_grad():
+        hidden = model.transformer.base_model(input_ids=ids, **kwargs).last_hidden_state[0]
+        last = seq.score_index if last is None else last
+        return model._head()(hidden[first:last + 1].mean(0)).float()[0]
+
+
+def test_decoder_mean_pooling_averages_the_response_through_the_score_token(tokenizer_dirs):
+    model, tok, _, seqs = make("llama", "mean-pool-scalar", tokenizer_dirs)
+    assert model.spec.mean_span == "response"
+    want = torch.stack([_reference_mean_reward(model, s, s.response_start) for s in seqs])
+    with torch.no_grad():
+        for side in ("right", "left"):
+            torch.testing.assert_close(model(pad_batch(seqs, tok.pad_token_id, side)), want, atol=1e-5, rtol=1e-5)
+    # a changed prompt moves the score only through what the response tokens read of it (causal attention)
+    everything = torch.stack([_reference_mean_reward(model, s, 0) for s in seqs])
+    assert not torch.allclose(everything, want, atol=1e-3)
+
+
+def test_encoder_mean_pooling_still_averages_every_real_token(tokenizer_dirs):
+    model, tok, _, seqs = make("bert", "mean-pool-scalar", tokenizer_dirs)
+    assert model.spec.mean_span == "all"
+    want = torch.stack([_reference_mean_reward(model, s, 0, len(s.input_ids) - 1) for s in seqs])
+    with torch.no_grad():
+        torch.testing.assert_close(model(pad_batch(seqs, tok.pad_token_id)), want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="mean_span response is for decoders"):
+        HeadSpec(pooling="mean", mean_span="response").validate("encoder")
+
+
+def test_scoring_gives_the_training_read_out_for_decoder_mean_pooling(tokenizer_dirs, tmp_path):
+    """Scorer (shared-prompt packed rows for responses to one prompt, padded batches for the rest) and the
+    training forward (padded, either side) give the same rewards; so does the reloaded model."""
+    from rewardkit.serve.scorer import Scorer, scoring_batches
+
+    model, tok, kind, _ = make("llama", "multi-fixed", tokenizer_dirs)
+    model = type(model)(model.hf, kind, HeadSpec(**{**model.spec.to_meta(), "pooling": "mean", "mean_span": None}))
+    model.eval()
+    meta = ModelMeta(kind=kind, pooling="mean", max_length=128, score_token_id=tok.eos_token_id)
+    scorer = Scorer(model, tok, meta)
+    prompts = [p for p, _ in TEXTS] + [TEXTS[0][0], TEXTS[2][0]]
+    responses = [r for _, r in TEXTS] + [" Hi there.", " It was a city."]
+    seqs = [scorer.encode(p, r) for p, r in zip(prompts, responses, strict=True)]
+    kinds = {type(b).__name__ for _, b in scoring_batches(model, seqs, tok.pad_token_id, 4096, 64)}
+    assert kinds == {"PackedBatch", "TokenBatch"}  # both scoring layouts are exercised
+    scored = torch.tensor(scorer.score(prompts, responses))
+    with torch.no_grad():
+        for side in ("right", "left"):
+            torch.testing.assert_close(scored, model(pad_batch(seqs, tok.pad_token_id, side)), atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path, tok, meta)
+    assert ModelMeta.load(tmp_path).mean_span == "response"
+    reloaded = Scorer.from_pretrained(tmp_path)
+    assert reloaded.model.spec.mean_span == "response"
+    torch.testing.assert_close(torch.tensor(reloaded.score(prompts, responses)), scored, atol=1e-5, rtol=1e-5)
+
+
+def test_a_decoder_mean_pooled_model_saved_before_mean_span_keeps_its_all_token_mean(tokenizer_dirs, tmp_path):
+    """Older rewardkit.json files have no mean_span: those models were trained on the mean of every real token,
+    and load with that read-out (with a warning), so their scores do not change."""
+    import json
+
+    model, tok, kind, seqs = make("llama", "mean-pool-scalar", tokenizer_dirs)
+    model.save_pretrained(tmp_path, tok, ModelMeta(kind=kind, pooling="mean", max_length=128))
+    meta_file = tmp_path / "rewardkit.json"
+    data = json.loads(meta_file.read_text())
+    del data["mean_span"]
+    meta_file.write_text(json.dumps(data))
+    reloaded, tok2, _ = load_reward_model(tmp_path)
+    assert reloaded.spec.mean_span == "all"
+    want = torch.stack([_reference_mean_reward(model, s, 0) for s in seqs])
+    torch.testing.assert_close(alone(reloaded, seqs, tok2.pad_token_id), want, atol=1e-5, rtol=1e-5)

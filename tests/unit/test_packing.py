@@ -157,11 +157,9 @@ def test_token_budget_batches_stay_within_the_budget():
     assert padded == [[0, 1], [2, 3]]  # [0,1,2] would be 3 pairs x 2 rows x 6 = 36 > 24
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_packed_token_level_loss_and_gradients_equal_padded(arch, tokenizer_dirs, built):
-    """per_token head: each sequence's token values come back in the padded layout, so the token-level loss
-    (and its gradients) is the padded one; groups of 3 use all three pairs (0, 1), (0, 2), (1, 2)."""
-    model, tok, kind, groups = make(arch, tokenizer_dirs, built, spec=HeadSpec(head="per_token", pooling="last"))
+def token_level_losses(model, tok, kind, groups, row_tokens=None, attention_cost=None):
+    """(padded, packed): functions computing the token-level loss over every pair of each group, from padded
+    rows and from packed rows (token values read back in the padded layout)."""
     pairs = [(g[i], g[j]) for g in groups for i in range(len(g)) for j in range(i + 1, len(g))]
     chosen, rejected = [c for c, _ in pairs], [r for _, r in pairs]
     starts = torch.tensor([s.response_start for s in chosen]), torch.tensor([s.response_start for s in rejected])
@@ -173,12 +171,21 @@ def test_packed_token_level_loss_and_gradients_equal_padded(arch, tokenizer_dirs
                                     b.attention_mask[n:], *starts)[None]
 
     def packed():
-        pk = pack_pairs(chosen, rejected, kind, tok.pad_token_id, row_tokens=128)
+        pk = pack_pairs(chosen, rejected, kind, tok.pad_token_id, row_tokens, attention_cost)
         v, n = packed_outputs(model, pk).token_values, len(chosen)
         ids = pk.input_ids[pk.score_row[:, None], pk.token_col]
         return token_level_pairwise(v[:n], v[n:], ids[:n], ids[n:], pk.token_mask[:n], pk.token_mask[n:],
                                     *starts)[None]
 
+    return padded, packed
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_packed_token_level_loss_and_gradients_equal_padded(arch, tokenizer_dirs, built):
+    """per_token head: each sequence's token values come back in the padded layout, so the token-level loss
+    (and its gradients) is the padded one; groups of 3 use all three pairs (0, 1), (0, 2), (1, 2)."""
+    model, tok, kind, groups = make(arch, tokenizer_dirs, built, spec=HeadSpec(head="per_token", pooling="last"))
+    padded, packed = token_level_losses(model, tok, kind, groups, row_tokens=128)
     want_loss, want_g = rewards_and_grads(model, padded)
     got_loss, got_g = rewards_and_grads(model, packed)
     torch.testing.assert_close(got_loss, want_loss, rtol=1e-4, atol=1e-6)
@@ -212,16 +219,50 @@ def _train(tmp_path, model_dir, data, **train):
     return result, losses
 
 
-def test_training_with_packing_follows_the_padded_run(tiny_model_dir, hh_file, tmp_path):
-    """Same data order, same losses step by step, same final weights (fp32 summation order aside)."""
+@pytest.mark.parametrize("attention", ["auto", "sdpa"])
+def test_training_with_packing_follows_the_padded_run(attention, tiny_model_dir, hh_file, tmp_path):
+    """Same data order, same losses step by step, same final weights (fp32 summation order aside), with the
+    default kernel on CPU (tree: the batch in one row) and with the dense mask (sdpa: short rows)."""
     from safetensors.torch import load_file
 
     padded, padded_losses = _train(tmp_path / "padded", tiny_model_dir("llama"), hh_file)
-    packed, packed_losses = _train(tmp_path / "packed", tiny_model_dir("llama"), hh_file, packing=True)
+    packed, packed_losses = _train(tmp_path / "packed", tiny_model_dir("llama"), hh_file, packing=True,
+                                   attention=attention)
     assert len(packed_losses) == len(padded_losses) == 4
     torch.testing.assert_close(torch.tensor(packed_losses), torch.tensor(padded_losses), rtol=1e-4, atol=1e-5)
     a = load_file(str(padded.output_dir / "model" / "model.safetensors"))
     b = load_file(str(packed.output_dir / "model" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_forward_token_budget_gives_the_whole_micro_batch_update(packing, tiny_model_dir, hh_file, tmp_path,
+                                                                 monkeypatch):
+    """train.max_tokens_per_forward: each micro-batch runs as several forward/backward passes, weighted by their
+    share of the pairs, so losses and final weights are the single-pass run's."""
+    from safetensors.torch import load_file
+
+    from rewardkit.models.reward_model import RewardModel
+
+    whole, whole_losses = _train(tmp_path / "whole", tiny_model_dir("llama"), hh_file, packing=packing)
+    passes = []
+    forward = RewardModel.forward
+
+    def counted(self, batch, full=False):
+        sequences = batch.score_row.shape[0] if packing else batch.input_ids.shape[0]
+        passes.append((batch.num_slots, sequences))  # computed tokens (padded: rows x width), sequences
+        return forward(self, batch, full)
+
+    monkeypatch.setattr(RewardModel, "forward", counted)
+    budget = 120
+    split, split_losses = _train(tmp_path / "split", tiny_model_dir("llama"), hh_file, packing=packing,
+                                 max_tokens_per_forward=budget)
+    assert len(passes) > 4  # 4 steps of 4 pairs ran as more passes than micro-batches
+    assert all(tokens <= budget or sequences == 2 for tokens, sequences in passes)  # within budget, or one pair
+    torch.testing.assert_close(torch.tensor(split_losses), torch.tensor(whole_losses), rtol=1e-4, atol=1e-5)
+    a = load_file(str(whole.output_dir / "model" / "model.safetensors"))
+    b = load_file(str(split.output_dir / "model" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)
 
@@ -359,3 +400,29 @@ def test_attention_cost_follows_the_flop_ratio(tokenizer_dirs, built):
     assert attention_cost(model) == pytest.approx(4 * 32 / (2 * (per_layer + head / 2)))
     bert, *_ = make("bert", tokenizer_dirs, built)
     assert attention_cost(bert) is None
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("row_tokens", [None, 256])
+def test_decoder_mean_pooling_over_the_response_packs_like_padded(arch, side, row_tokens, tokenizer_dirs, built):
+    """Response-only mean pooling: packed rows (the prompt once, each response a branch; here also responses that
+    start alike, so a branch's response begins on the shared prefix) give the padded rewards and gradients,
+    whichever side the padded batch pads."""
+    model, tok, kind, groups = make(arch, tokenizer_dirs, built, spec=HeadSpec(pooling="mean"))
+    assert model.spec.mean_span == "response"
+    renderer, encoder = Renderer(tok, kind), SequenceEncoder(tok, kind, 128)
+    alike = [encoder.encode(renderer.render("\n\nHuman: Is it raining?\n\nAssistant:", r))
+             for r in (" The answer is yes, it rains.", " The answer is no.")]
+    assert shared_prefix_length(alike) > alike[0].response_start  # the shared prefix reaches into the responses
+    groups = [*groups, alike]
+    flat = [s for g in groups for s in g]
+    padded_r, padded_g = rewards_and_grads(model, lambda: model(pad_batch(flat, tok.pad_token_id, side)))
+    packed = pack_groups(groups, kind, tok.pad_token_id, row_tokens=row_tokens)
+    packed_r, packed_g = rewards_and_grads(model, lambda: packed_rewards(model, packed))
+    torch.testing.assert_close(packed_r, padded_r, rtol=1e-4, atol=1e-5)
+    assert_grads_close(packed_g, padded_g)
+    pairs = pack_pairs([g[0] for g in groups], [g[1] for g in groups], kind, tok.pad_token_id, row_tokens=row_tokens)
+    with torch.no_grad():
+        want = model(pad_batch([g[0] for g in groups] + [g[1] for g in groups], tok.pad_token_id, side))
+        torch.testing.assert_close(packed_rewards(model, pairs), want, rtol=1e-4, atol=1e-5)

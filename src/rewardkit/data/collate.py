@@ -17,6 +17,7 @@ def pad_batch(seqs: Sequence[Encoded], pad_id: int, side: str = "right") -> Toke
     mask = torch.zeros((n, width), dtype=torch.long)
     pos = torch.zeros((n, width), dtype=torch.long)
     score = torch.empty(n, dtype=torch.long)
+    start_col = torch.empty(n, dtype=torch.long)
     has_types = seqs[0].token_type_ids is not None
     types = torch.zeros((n, width), dtype=torch.long) if has_types else None
     for i, s in enumerate(seqs):
@@ -26,9 +27,10 @@ def pad_batch(seqs: Sequence[Encoded], pad_id: int, side: str = "right") -> Toke
         mask[i, start:start + length] = 1
         pos[i, start:start + length] = torch.arange(length)
         score[i] = start + s.score_index
+        start_col[i] = start + s.response_start
         if has_types:
             types[i, start:start + length] = torch.tensor(s.token_type_ids)
-    return TokenBatch(ids, mask, pos, score, types)
+    return TokenBatch(ids, mask, pos, score, types, start_col)
 
 
 def pair_batch(chosen: Sequence[Encoded], rejected: Sequence[Encoded], margins: Sequence[float],

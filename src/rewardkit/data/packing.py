@@ -49,6 +49,10 @@ class PackedBatch:
     causal: bool
     """True for decoders (tree-shaped causal mask), False for encoders (block-diagonal, both ways)."""
     token_type_ids: torch.Tensor | None = None  # [R, L] long (encoders)
+    response_start: torch.Tensor | None = None
+    """[M] long: each sequence's first response token, as an index into its ``token_col`` row (its position in
+    its own sequence). A tree row stores the prompt once, so a branch's response tokens may begin on the shared
+    prefix (when sibling responses start alike); ``token_col`` maps them either way."""
 
     def to(self, device: torch.device | str) -> PackedBatch:
         return PackedBatch(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
@@ -75,6 +79,7 @@ class _Group:
     types: list[int] | None
     score_offsets: list[int]  # per member, in member order
     member_cols: list[list[int]]  # per member, the segment columns of its tokens in sequence order
+    response_starts: list[int]  # per member, its first response token's index in its own sequence
 
 
 def shared_prefix_length(seqs: Sequence[Encoded]) -> int:
@@ -100,13 +105,13 @@ def _layout_decoder(seqs: Sequence[Encoded]) -> _Group:
         pos += range(p, p + len(tail))
         branch += [k] * len(tail)
         offsets.append(start + s.score_index)
-    return _Group(ids, pos, branch, None, offsets, cols)
+    return _Group(ids, pos, branch, None, offsets, cols, [s.response_start for s in seqs])
 
 
 def _layout_encoder(seqs: Sequence[Encoded]) -> list[_Group]:
     return [_Group(list(s.input_ids), list(range(len(s.input_ids))), [0] * len(s.input_ids),
                    list(s.token_type_ids) if s.token_type_ids is not None else None, [s.score_index],
-                   [list(range(len(s.input_ids)))])
+                   [list(range(len(s.input_ids)))], [s.response_start])
             for s in seqs]
 
 
@@ -212,6 +217,7 @@ def pack_groups(groups: Sequence[Sequence[Encoded]], kind: PackKind, pad_id: int
     seq_width = max(len(c) for s in segments for c in s.member_cols)
     token_col = torch.zeros((slot, seq_width), dtype=torch.long)
     token_mask = torch.zeros((slot, seq_width), dtype=torch.long)
+    response_start = torch.empty(slot, dtype=torch.long)
     for r, members in enumerate(rows):
         col = 0
         for j, i in enumerate(sorted(members)):  # keep the input order inside a row (deterministic layout)
@@ -229,9 +235,10 @@ def pack_groups(groups: Sequence[Sequence[Encoded]], kind: PackKind, pad_id: int
                 member = s.member_cols[m]
                 token_col[first + m, :len(member)] = col + torch.tensor(member)
                 token_mask[first + m, :len(member)] = 1
+                response_start[first + m] = s.response_starts[m]
             col += n
     return PackedBatch(ids, pos, grp, br, score_row, score_col, token_col, token_mask, causal=kind == "decoder",
-                       token_type_ids=types)
+                       token_type_ids=types, response_start=response_start)
 
 
 def pack_pairs(chosen: Sequence[Encoded], rejected: Sequence[Encoded], kind: PackKind, pad_id: int,
@@ -243,6 +250,7 @@ def pack_pairs(chosen: Sequence[Encoded], rejected: Sequence[Encoded], kind: Pac
     order = torch.cat([torch.arange(0, 2 * b, 2), torch.arange(1, 2 * b, 2)])
     packed.score_row, packed.score_col = packed.score_row[order], packed.score_col[order]
     packed.token_col, packed.token_mask = packed.token_col[order], packed.token_mask[order]
+    packed.response_start = packed.response_start[order]
     return packed
 
 

@@ -195,7 +195,7 @@ def write_card(out: Path, meta: ModelMeta, export_info: dict, run_dir: Path | No
     else:
         lines.append("The reload check was not run.")
     lines += ["", "## Rendering settings (`rewardkit.json`)", "", "```json",
-              json.dumps({k: getattr(meta, k) for k in ("kind", "pooling", "head", "score_token", "score_token_id",
-                                                        "template", "separator", "max_length", "truncation",
-                                                        "normalization")}, indent=2), "```", ""]
+              json.dumps({k: getattr(meta, k) for k in ("kind", "pooling", "mean_span", "head", "score_token",
+                                                        "score_token_id", "template", "separator", "max_length",
+                                                        "truncation", "normalization")}, indent=2), "```", ""]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")

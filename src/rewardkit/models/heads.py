@@ -1,14 +1,16 @@
 """Read-outs: which hidden states feed the head (pooling), how many outputs it has, and how they become one reward.
 
-======================  ==========  ============  ====================================  =====================
-head                    outputs     pooling       reward                                plain transformers
-======================  ==========  ============  ====================================  =====================
-``scalar``              1           last / cls    the output                            same numbers
-``classifier``          2           last / cls    z_accept - z_reject, or softmax(z)[1]  same logits
-``per_token``           1 per token last          the last real token's value           same score
-``multi``               K           last / cls    mean, fixed or learned weighted sum   same K outputs
-any head                ...         mean          as above                              cannot express it
-======================  ==========  ============  ====================================  =====================
+======================  ==========  ==============  ====================================  =====================
+head                    outputs     pooling         reward                                plain transformers
+======================  ==========  ==============  ====================================  =====================
+``scalar``              1           last / cls      the output                            same numbers
+``classifier``          2           last / cls      z_accept - z_reject, or softmax(z)[1]  same logits
+``per_token``           1 per token last            the last real token's value           same score
+``multi``               K           last / cls      mean, fixed or learned weighted sum   same K outputs
+any head                ...         mean (decoder:  as above                              cannot express it
+                                    response only;
+                                    encoder: all)
+======================  ==========  ==============  ====================================  =====================
 
 The linear layer is always the transformers class's own (``score`` for decoders, ``classifier`` for encoders)
 with ``num_labels`` = 1, 2 or K, so the weights live in ``model.safetensors`` and, for last/cls pooling, the
@@ -17,13 +19,21 @@ cannot express travels in ``rewardkit.json`` (pooling, reward_from, weighting) a
 weights, in a side file ``rewardkit_head.safetensors`` that :func:`load_reward_model` restores:
 
 * ``mean`` pooling: the head reads the masked mean of the last hidden states (for encoders the raw mean, not
-  BERT's pooler), where transformers reads the last non-pad token or [CLS];
+  BERT's pooler), where transformers reads the last non-pad token or [CLS]. Which tokens are averaged is
+  ``mean_span``: decoders average the **response** only, from its first token through the score token
+  (inclusive: the score token ends the response and is the one position that has read all of it; an empty
+  response is then its score token alone). The prompt is left out because a causal decoder has no segment
+  embedding to tell it apart, and a long prompt shared by every response to it would dominate the mean and make
+  those responses look alike. Encoders average **all** real tokens: they read prompt and response jointly,
+  both ways. Decoder models saved before ``mean_span`` was recorded averaged all real tokens and load as such
+  (``rewardkit.json`` without ``mean_span`` -> ``all``), so their scores do not change;
 * ``per_token``: the same linear applied to every token; transformers returns only the last one's value;
 * ``weighting: learned``: K trainable logits, reward = sum softmax(w)_k z_k.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +53,10 @@ class HeadSpec:
     attributes: list[str] | None = None
     weighting: str = "mean"
     attribute_weights: list[float] | None = None
+    mean_span: str | None = None
+    """``mean`` pooling only: average the ``response`` tokens (first response token through the score token) or
+    ``all`` real tokens; None resolves by kind (:meth:`resolve`): ``response`` for decoders, ``all`` for
+    encoders. Not used by the other poolings (resolved to None)."""
 
     @property
     def num_labels(self) -> int:
@@ -67,22 +81,37 @@ class HeadSpec:
             if self.weighting == "fixed" and len(self.attribute_weights or []) != len(self.attributes):
                 raise ValueError(f"model.weighting fixed needs model.attribute_weights with one weight per "
                                  f"attribute ({len(self.attributes)})")
+        if self.mean_span not in (None, "response", "all"):
+            raise ValueError(f"model.mean_span must be response or all, got {self.mean_span!r}")
+        if self.pooling == "mean" and kind == "encoder" and self.mean_span == "response":
+            raise ValueError("model.mean_span response is for decoders; encoders read prompt and response jointly "
+                             "and average all real tokens (all)")
         if self.reward_from not in ("logit_diff", "probability"):
             raise ValueError(f"model.reward_from must be logit_diff or probability, got {self.reward_from!r}")
+
+    def resolve(self, kind: str) -> HeadSpec:
+        """A copy with ``mean_span`` decided: by kind when unset for ``mean`` pooling, None for other poolings."""
+        span = None
+        if self.pooling == "mean":
+            span = self.mean_span or ("all" if kind == "encoder" else "response")
+        return dataclasses.replace(self, mean_span=span)
 
     def to_meta(self) -> dict:
         return {"head": self.head, "pooling": self.pooling, "reward_from": self.reward_from,
                 "attributes": self.attributes, "weighting": self.weighting,
-                "attribute_weights": self.attribute_weights}
+                "attribute_weights": self.attribute_weights, "mean_span": self.mean_span}
 
 
 def spec_from_config(cfg, kind: str) -> HeadSpec:
-    """``ModelConfig`` -> :class:`HeadSpec` (resolving ``pooling: auto`` to last / cls by kind)."""
+    """``ModelConfig`` -> :class:`HeadSpec` (resolving ``pooling: auto`` to last / cls and ``mean_span: auto`` by
+    kind)."""
     pooling = cfg.pooling if cfg.pooling != "auto" else ("cls" if kind == "encoder" else "last")
+    span = getattr(cfg, "mean_span", "auto")
     spec = HeadSpec(head=cfg.head, pooling=pooling, reward_from=cfg.reward_from, attributes=cfg.attributes,
-                    weighting=cfg.weighting, attribute_weights=cfg.attribute_weights)
+                    weighting=cfg.weighting, attribute_weights=cfg.attribute_weights,
+                    mean_span=None if span == "auto" else span)
     spec.validate(kind)
-    return spec
+    return spec.resolve(kind)
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -90,6 +119,13 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     so the result does not depend on padding side or width."""
     m = mask.to(hidden.dtype)[:, :, None]
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def span_mask(width: int, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """[N, width] long mask, 1 on columns ``start[i] .. end[i]`` (both inclusive) of row i: the response span
+    that decoders' ``mean`` pooling averages (``end`` is the score token, the last real token)."""
+    cols = torch.arange(width, device=start.device)
+    return ((cols[None, :] >= start[:, None]) & (cols[None, :] <= end[:, None])).long()
 
 
 class HeadExtras(nn.Module):

@@ -7,9 +7,17 @@ transformers (>= 4.5x, checked on 5.x) passes a 4-D ``attention_mask`` through i
 depends on the attention implementation: SDPA takes a boolean mask (True = attend), the eager path *adds* the
 mask to the scores (0 / -inf), and flex attention takes a ``BlockMask``.
 
-Kernels: on CPU, SDPA with the boolean mask (measured in ``benchmarks/README.md``). On CUDA, flex attention
-builds a block-sparse mask from the same group/branch maps, so masked-out blocks are skipped instead of
-computed: that path is written but untested here (no GPU on the development machine).
+Kernels (``train.attention``):
+
+* ``tree`` (:mod:`rewardkit.models.tree_attention`, the CPU default where the model supports it): SDPA per
+  group on the columns it occupies, so no masked-out pair is computed and a batch packs into one row with no
+  padding;
+* ``sdpa`` with the boolean 4-D mask: rows as long as the batch's longest group, and a per-batch FLOP estimate
+  (:func:`attention_cost`) decides where sharing a prompt pays for the dense attention it costs;
+* ``flex`` on CUDA builds a block-sparse mask from the same group/branch maps, so masked-out blocks are
+  skipped: that path is written but untested here (no GPU on the development machine).
+
+Measured in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -20,12 +28,15 @@ from typing import Literal
 import torch
 
 from ..data.packing import PackedBatch, attention_allowed
-from .heads import RewardOutput, combine, masked_mean
+from . import tree_attention
+from .heads import RewardOutput, combine, masked_mean, span_mask
 from .reward_model import RewardModel
 
 log = logging.getLogger(__name__)
 
-Attention = Literal["auto", "sdpa", "flex"]
+Attention = Literal["auto", "tree", "sdpa", "flex"]
+ONE_ROW = 1 << 40
+"""Row capacity that puts a whole batch into one row (the tree kernel's cost does not grow with the row)."""
 
 
 def flex_available() -> bool:
@@ -39,16 +50,29 @@ def flex_available() -> bool:
 def select_attention(model: RewardModel, requested: Attention, device: torch.device) -> str:
     """Pick the kernel for packed rows and switch the backbone to it; returns the transformers name used.
 
-    ``auto``: flex attention on CUDA when torch has it and the architecture supports it, else SDPA. A model
-    whose implementation is ``eager`` (e.g. forced by its config) keeps it: the mask is then made additive.
+    ``auto``: flex attention on CUDA when torch has it and the architecture supports it; elsewhere the tree
+    kernel when every layer of the model takes it (:func:`~rewardkit.models.tree_attention.
+    supports_tree_attention`), else SDPA with a dense mask. A model whose implementation is ``eager`` (e.g.
+    forced by its config) keeps it: the mask is then made additive.
     """
     tm = model.transformer
     current = tm.config._attn_implementation
     want = requested
+    causal = model.kind == "decoder"
     if requested == "auto":
-        want = "flex" if device.type == "cuda" and flex_available() and getattr(tm, "_supports_flex_attn", False) \
-            else ("eager" if current == "eager" else "sdpa")
-    if want == "flex":
+        if device.type == "cuda" and flex_available() and getattr(tm, "_supports_flex_attn", False):
+            want = "flex"
+        elif current == "eager":
+            want = "eager"
+        else:
+            want = "tree" if tree_attention.supports_tree_attention(tm, causal) else "sdpa"
+    elif requested == "tree" and not tree_attention.supports_tree_attention(tm, causal):
+        raise ValueError(f"train.attention: tree is not supported by {type(tm).__name__} (its layers do not pass "
+                         "extra arguments to the attention function, or it needs a sliding window or "
+                         "soft-capping); use sdpa")
+    if want == "tree":
+        name = tree_attention.NAME
+    elif want == "flex":
         if device.type != "cuda":
             raise ValueError("train.attention: flex needs a CUDA device; use sdpa (or auto) on CPU")
         if not flex_available():
@@ -83,8 +107,19 @@ def attention_cost(model: RewardModel) -> float | None:
     return 4 * heads * head_dim / (2 * per_layer)
 
 
+def pack_settings(model: RewardModel, row_tokens: int | None) -> tuple[int | None, float | None]:
+    """(row capacity, attention cost) for :func:`~rewardkit.data.packing.pack_groups` under the model's current
+    kernel: the tree kernel packs a batch into one row and always shares the prompt (its attention costs only
+    the allowed pairs); the dense-mask kernels keep short rows and weigh sharing against dense attention."""
+    if model.transformer.config._attn_implementation == tree_attention.NAME:
+        return row_tokens or ONE_ROW, None
+    return row_tokens, attention_cost(model)
+
+
 def build_mask(batch: PackedBatch, implementation: str, dtype: torch.dtype = torch.float32):
     """The 4-D mask the backbone's attention implementation expects for these rows."""
+    if implementation == tree_attention.NAME:
+        return tree_attention.placeholder_mask(batch.input_ids.shape[0], batch.input_ids.device)
     if implementation == "flex_attention":
         return _block_mask(batch)
     allowed = attention_allowed(batch.group_ids, batch.branch_ids, batch.causal)
@@ -131,12 +166,14 @@ def packed_outputs(model: RewardModel, batch: PackedBatch, implementation: str |
         kwargs["token_type_ids"] = batch.token_type_ids
     if model.kind == "decoder":
         kwargs["use_cache"] = False
+    if impl == tree_attention.NAME:
+        kwargs[tree_attention.PLAN_KWARG] = tree_attention.tree_plan(batch.group_ids, batch.branch_ids, batch.causal)
     out = tm.base_model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids, **kwargs)
     hidden = out.last_hidden_state  # [R, L, H]
     token_values = None
     if spec.pooling == "mean":
         per_seq = hidden[batch.score_row[:, None], batch.token_col]  # [M, W, H]: each sequence's own tokens
-        logits = model._head()(masked_mean(per_seq, batch.token_mask)).float()
+        logits = model._head()(masked_mean(per_seq, _mean_mask(model, batch))).float()
     elif spec.head == "per_token":
         values = model._head()(hidden)[..., 0].float()  # [R, L]
         token_values = values[batch.score_row[:, None], batch.token_col]  # [M, W]
@@ -146,6 +183,17 @@ def packed_outputs(model: RewardModel, batch: PackedBatch, implementation: str |
     else:
         logits = model._head()(hidden[batch.score_row, batch.score_col]).float()  # [M, C]
     return RewardOutput(combine(logits, spec, model.extras), logits, token_values)
+
+
+def _mean_mask(model: RewardModel, batch: PackedBatch) -> torch.Tensor:
+    """[M, W] mask over each sequence's tokens (``token_col`` order) that ``mean`` pooling averages: the response
+    span for decoders (a branch's response may start on the shared prefix: ``token_col`` maps it), else all."""
+    if model.spec.mean_span != "response":
+        return batch.token_mask
+    if batch.response_start is None:
+        raise ValueError("response-only mean pooling needs PackedBatch.response_start (pack_groups records it)")
+    last = batch.token_mask.sum(1) - 1  # the score token ends every decoder sequence (data/tokenize.py)
+    return span_mask(batch.token_mask.shape[1], batch.response_start, last)
 
 
 def _encoder_head(tm, picked: torch.Tensor) -> torch.Tensor:

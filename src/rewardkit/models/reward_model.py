@@ -21,7 +21,7 @@ from torch import nn
 from ..types import TokenBatch
 from .backbones import detach_gguf_quantizer, is_encoder_config, load_config, load_tokenizer, resolve_model
 from .cls_readout import cls_only
-from .heads import HeadExtras, HeadSpec, RewardOutput, combine, masked_mean, spec_from_config
+from .heads import HeadExtras, HeadSpec, RewardOutput, combine, masked_mean, span_mask, spec_from_config
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,11 @@ class ModelMeta:
     kind: str
     """`decoder` or `encoder`."""
     pooling: str
-    """`last` (decoders: the score token), `cls` (encoders) or `mean` (masked mean of every real token)."""
+    """`last` (decoders: the score token), `cls` (encoders) or `mean` (masked mean over `mean_span`)."""
+    mean_span: str | None = None
+    """`mean` pooling: `response` (decoders: first response token through the score token) or `all` real tokens
+    (encoders). Absent (null) in models saved before it was recorded: those averaged all real tokens, and
+    :func:`load_reward_model` keeps that, so an older model scores as it was trained."""
     head: str = "scalar"
     """`scalar`, `classifier`, `per_token` or `multi` (see rewardkit/models/heads.py)."""
     reward_from: str = "logit_diff"
@@ -75,7 +79,7 @@ class RewardModel(nn.Module):
         super().__init__()
         self.hf = hf
         self.kind = kind
-        self.spec = spec or HeadSpec(pooling="cls" if kind == "encoder" else "last")
+        self.spec = (spec or HeadSpec(pooling="cls" if kind == "encoder" else "last")).resolve(kind)
         self.extras = HeadExtras(self.spec)
 
     @property
@@ -116,7 +120,7 @@ class RewardModel(nn.Module):
         hidden = out.last_hidden_state  # [N, L, H]
         token_values = None
         if spec.pooling == "mean":
-            pooled = masked_mean(hidden, batch.attention_mask)
+            pooled = masked_mean(hidden, self.mean_mask(batch))
         elif spec.head == "per_token":
             token_values = self._head()(hidden)[..., 0].float()  # [N, L]: every token's value
         else:
@@ -128,6 +132,15 @@ class RewardModel(nn.Module):
         else:
             logits = self._head()(pooled).float()
         return RewardOutput(combine(logits, spec, self.extras), logits, token_values)
+
+    def mean_mask(self, batch: TokenBatch) -> torch.Tensor:
+        """[N, L] mask of the tokens ``mean`` pooling averages: the response span (decoders) or every real token."""
+        if self.spec.mean_span != "response":
+            return batch.attention_mask
+        if batch.response_start is None:
+            raise ValueError("response-only mean pooling needs TokenBatch.response_start (collate.pad_batch "
+                             "records it from the tokenizer's response start)")
+        return span_mask(batch.input_ids.shape[1], batch.response_start, batch.score_index)
 
     # -- saving --------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, tokenizer, meta: ModelMeta) -> None:
@@ -241,8 +254,14 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
         directory, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
     hf.eval()
     tokenizer = load_tokenizer(str(directory), None, trust_remote_code)
+    span = meta.mean_span
+    if meta.pooling == "mean" and span is None:  # saved before mean_span was recorded: it averaged all tokens
+        span = "all"
+        if meta.kind == "decoder":
+            log.warning("%s: saved before rewardkit recorded mean_span; scoring it as trained, mean over all real "
+                        "tokens (prompt included). Retrain for response-only pooling.", directory)
     spec = HeadSpec(head=meta.head, pooling=meta.pooling, reward_from=meta.reward_from, attributes=meta.attributes,
-                    weighting=meta.weighting, attribute_weights=meta.attribute_weights)
+                    weighting=meta.weighting, attribute_weights=meta.attribute_weights, mean_span=span)
     model = RewardModel(hf, meta.kind, spec)
     model.extras.load(directory)  # weights plain transformers has no place for (learned attribute weights)
     return model.eval(), tokenizer, meta

@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,9 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scheduler, trainer_state: dict,
-                    keep_last: int = 2) -> Path:
+                    keep_last: int = 2, extra: Callable[[Path], None] | None = None) -> Path:
+    """``extra(directory)`` writes further files into the checkpoint before it is marked complete (the
+    early-stopping best weights)."""
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         # a checkpoint of NaN weights would make --resume continue from garbage; keep the last good one
@@ -59,6 +62,8 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, sc
     rng["numpy"] = (rng["numpy"][0], torch.from_numpy(rng["numpy"][1].copy()), *rng["numpy"][2:])
     torch.save(rng, tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
+    if extra is not None:
+        extra(tmp)
     (tmp / MARKER).write_text("ok\n")
     if final.exists():
         shutil.rmtree(final)

@@ -112,6 +112,8 @@ class Task:
     format: str = "pairs"
     primary: str = "loss"
     """The headline held-out metric (logged in the progress bar)."""
+    selection_metric: str | None = None
+    """What ``train.early_stopping`` selects on by default; None: :attr:`primary`."""
     higher_is_better: bool = False
 
     def __init__(self, cfg: RunConfig):
@@ -221,6 +223,7 @@ class BinaryTask(Task):
 
     format = "binary"
     primary = "accuracy"
+    selection_metric = "auc"  # threshold-free: accuracy at a fixed threshold is coarse on a small dev split
     higher_is_better = True
 
     def encode(self, examples: list[Labeled], renderer, encoder) -> list[EncodedExample]:

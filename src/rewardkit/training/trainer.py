@@ -29,7 +29,7 @@ from ..data.render import Renderer
 from ..data.tokenize import SequenceEncoder
 from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc, pairwise_metrics
 from ..losses import get_pairwise_loss
-from ..models.packed import attention_cost, select_attention
+from ..models.packed import pack_settings, select_attention
 from ..models.reward_model import ModelMeta, RewardModel, build_model
 from ..serve.scorer import Scorer, score_sequences
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -45,6 +45,7 @@ from .distributed import (
     score_pairs_sharded,
     shards_parameters,
 )
+from .early_stopping import EarlyStopping, check_config
 from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
 from .tasks import PairTask, make_task
@@ -159,6 +160,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
 
     cfg = _as_config(config)
     tc = cfg.train
+    check_config(cfg)  # early stopping needs eval_every and an eval split: fail before loading anything
     accelerator = make_accelerator()  # also multi-process on CPU (gloo); see training/distributed.py
     device, main = accelerator.device, accelerator.is_main_process
     out = Path(cfg.output_dir)
@@ -198,15 +200,19 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
 
     world, rank = accelerator.num_processes, accelerator.process_index
     lengths = [task.length(p) for p in train_pairs]
-    if (tc.packing and not (pairwise or task.packs)) or (tc.max_tokens_per_batch and not pairwise) or \
-            ((tc.packing or tc.max_tokens_per_batch) and world > 1):
-        raise ValueError("train.packing supports pairwise and ranking losses, train.max_tokens_per_batch pairwise "
-                         "ones, both on one process")
+    if (tc.packing and not (pairwise or task.packs)) or \
+            ((tc.max_tokens_per_batch or tc.max_tokens_per_forward) and not pairwise) or \
+            ((tc.packing or tc.max_tokens_per_batch or tc.max_tokens_per_forward) and world > 1):
+        raise ValueError("train.packing supports pairwise and ranking losses, train.max_tokens_per_batch and "
+                         "train.max_tokens_per_forward pairwise ones; packing and token budgets run on one process")
     check_backend(accelerator, tc, resume)  # what FSDP / DeepSpeed do not support yet: a clear error
-    pack_cost = None  # per group: share the prompt only where it saves more than the dense attention costs
+    if tc.early_stopping is not None and shards_parameters(accelerator):
+        raise ValueError("train.early_stopping is not supported yet with FSDP or DeepSpeed ZeRO-3 (it keeps a full "
+                         "copy of the best weights)")
+    pack_rows, pack_cost = tc.pack_row_tokens, None  # (row capacity, share-or-split cost) for the kernel
     if tc.packing:
         select_attention(model, tc.attention, device)
-        pack_cost = attention_cost(model)
+        pack_rows, pack_cost = pack_settings(model, tc.pack_row_tokens)
     fixed_batches = (budget_batches(train_pairs, tc.max_tokens_per_batch, tc.packing, kind, pack_cost)
                      if tc.max_tokens_per_batch else None)
     per_epoch = len(fixed_batches) if fixed_batches else math.ceil(len(train_pairs) / (tc.batch_size * world))
@@ -216,6 +222,19 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model: RewardModel = accelerator.unwrap_model(model)
     loss_fn = get_pairwise_loss(cfg.loss.name) if pairwise else None
+
+    def collate(chunk) -> tuple:
+        """(batch on the device, margins or None) for a list of training examples."""
+        if not pairwise:  # ranked lists pack with the prompt once and the K responses as branches
+            batch = (task.collate_packed(chunk, kind, pad_id, pack_rows, pack_cost) if tc.packing
+                     else task.collate(chunk, pad_id, padding_side))
+            return batch.to(device), None
+        margins = [p.margin if (p.margin is not None and cfg.loss.use_margin_field) else cfg.loss.margin
+                   for p in chunk]
+        chosen, rejected = [p.chosen for p in chunk], [p.rejected for p in chunk]
+        batch = (packed_pair_batch(chosen, rejected, margins, kind, pad_id, pack_rows, pack_cost) if tc.packing
+                 else pair_batch(chosen, rejected, margins, pad_id, padding_side))  # packed: prompt once
+        return batch.to(device), margins
 
     def evaluate() -> dict:
         if isinstance(task, PairTask):
@@ -227,11 +246,14 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
 
     state = {"step": 0, "micro_batch": 0, "history": []}
     ckpt_root = out / "checkpoints"
+    stopper = EarlyStopping.create(tc.early_stopping, task)  # None when off (training/early_stopping.py)
     if resume:
         found = list_checkpoints(ckpt_root)
         if not found:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {ckpt_root}")
         state = load_checkpoint(found[-1], raw_model, optimizer, scheduler)
+        if stopper is not None:
+            stopper.load(state.get("early_stopping"), found[-1])
         log.info("resumed from %s at step %d", found[-1], state["step"])
 
     baseline = (longer_wins_baseline([p.chosen_chars for p in eval_pairs], [p.rejected_chars for p in eval_pairs])
@@ -241,6 +263,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
         zero_shot = evaluate()
         state["zero_shot"] = zero_shot
         logger.write(0, "eval_zero_shot", zero_shot)
+        if stopper is not None:
+            stopper.check_metric(zero_shot)  # an unknown selection metric fails before training
 
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not main, dynamic_ncols=True)
     model.train()
@@ -248,6 +272,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     batches_cache: dict[int, list[LocalBatch]] = {}
     guard = NonFiniteGuard.from_state(tc.on_nonfinite, state.get("nonfinite"))
     step_sources: list[str] = []
+    last_eval = None  # the metrics of the evaluation that stopped training early, if one did
     while state["step"] < total_steps:
         epoch, index = divmod(state["micro_batch"], per_epoch)
         if epoch not in batches_cache:
@@ -256,43 +281,34 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
                                                                        world, tc.group_by_length)}
         local = batches_cache[epoch][index]  # weight: this process's share of the global batch (0 for a repeat)
         idx = local.indices
-        chunk = [train_pairs[i] for i in idx]
-        if pairwise:
-            margin_default = cfg.loss.margin
-            margins = [p.margin if (p.margin is not None and cfg.loss.use_margin_field) else margin_default
-                       for p in chunk]
-            if tc.packing:  # prompt once, responses as branches; same rewards (data/packing.py)
-                batch = packed_pair_batch([p.chosen for p in chunk], [p.rejected for p in chunk], margins, kind,
-                                          pad_id, tc.pack_row_tokens, pack_cost).to(device)
-            else:
-                batch = pair_batch([p.chosen for p in chunk], [p.rejected for p in chunk], margins, pad_id,
-                                   padding_side).to(device)
-        elif tc.packing:  # ranked lists: the prompt once, the K responses as branches
-            batch = task.collate_packed(chunk, kind, pad_id, tc.pack_row_tokens, pack_cost).to(device)
-        else:
-            batch = task.collate(chunk, pad_id, padding_side).to(device)
         sync = (state["micro_batch"] + 1) % tc.grad_accum == 0
-        with accelerator.no_sync(model) if not sync and world > 1 else contextlib.nullcontext():
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                rewards = model(batch.tokens, full=not pairwise)
-            if pairwise:
-                b = batch.num_pairs
-                rewards = rewards.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
-                has_margin = any(m != 0 for m in margins)
-                loss = loss_fn(rewards[:b], rewards[b:], batch.margin if has_margin else None)
-                if cfg.loss.centering or cfg.loss.l2:
-                    loss = loss + task.pair_regularizers(rewards[:b], rewards[b:])
-            else:
-                b = len(chunk)
-                loss = task.loss(rewards, batch)  # rewards: the full RewardOutput here; fp32 inside
-            sources = [p.where for p in chunk]
-            loss_ok = guard.ok(loss, "loss", state["step"] + 1, state["micro_batch"], sources, accelerator)
-            if loss_ok:
-                accelerator.backward(loss * local.weight / tc.grad_accum)
-                step_sources += sources
-        if loss_ok and local.weight:
-            loss_acc.append((loss.item() * len(idx), len(idx)))
-        seen_pairs += b * world
+        pieces = (budget_batches([train_pairs[i] for i in idx], tc.max_tokens_per_forward, tc.packing, kind, pack_cost)
+                  if tc.max_tokens_per_forward else [list(range(len(idx)))])
+        for piece in pieces:  # one piece unless train.max_tokens_per_forward cuts the micro-batch
+            chunk = [train_pairs[idx[j]] for j in piece]
+            share = len(piece) / len(idx)  # the piece's part of the micro-batch's mean loss
+            batch, margins = collate(chunk)
+            with accelerator.no_sync(model) if not sync and world > 1 else contextlib.nullcontext():
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    rewards = model(batch.tokens, full=not pairwise)
+                if pairwise:
+                    b = batch.num_pairs
+                    rewards = rewards.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
+                    has_margin = any(m != 0 for m in margins)
+                    loss = loss_fn(rewards[:b], rewards[b:], batch.margin if has_margin else None)
+                    if cfg.loss.centering or cfg.loss.l2:
+                        loss = loss + task.pair_regularizers(rewards[:b], rewards[b:])
+                else:
+                    b = len(chunk)
+                    loss = task.loss(rewards, batch)  # rewards: the full RewardOutput here; fp32 inside
+                sources = [p.where for p in chunk]
+                loss_ok = guard.ok(loss, "loss", state["step"] + 1, state["micro_batch"], sources, accelerator)
+                if loss_ok:
+                    accelerator.backward(loss * (share * local.weight / tc.grad_accum))
+                    step_sources += sources
+            if loss_ok and local.weight:
+                loss_acc.append((loss.item() * len(piece), len(piece)))
+            seen_pairs += b * world
         state["micro_batch"] += 1
         if not sync:
             continue
@@ -322,16 +338,27 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
             logger.write(step, "eval", m)
             if main:
                 bar.write(f"step {step}: eval {task.primary} {m.get(task.primary)} loss {m.get('loss')}")
+            if stopper is not None:
+                stop = stopper.update(step, m, raw_model)
+                state["early_stopping"] = stopper.state()
+                if stop:
+                    last_eval = m
+                    break
         if tc.save_every and step % tc.save_every == 0 and step != total_steps:
             accelerator.wait_for_everyone()
             if main:
-                save_checkpoint(ckpt_root, step, raw_model, optimizer, scheduler, state, tc.keep_last)
+                save_checkpoint(ckpt_root, step, raw_model, optimizer, scheduler, state, tc.keep_last,
+                                stopper.write if stopper is not None else None)
     bar.close()
     train_seconds = time.time() - t0
 
-    final = evaluate() if eval_pairs else {}
-    if final:
+    final = last_eval if last_eval is not None else (evaluate() if eval_pairs else {})
+    if final and last_eval is None:
         logger.write(state["step"], "eval", final)
+    early = None
+    if stopper is not None and final:  # restore the best evaluation's weights: they are what is saved
+        final, early = stopper.finish(state["step"], final, raw_model, evaluated=last_eval is not None)
+        logger.write(stopper.best_step, "eval_selected", final)
     meta = ModelMeta(kind=kind, pooling="cls" if kind == "encoder" else "last",
                      score_token="[CLS]" if kind == "encoder" else tokenizer.convert_ids_to_tokens(
                          encoder.score_token_id),
@@ -339,11 +366,14 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
                      template=cfg.data.template, separator=cfg.data.separator, max_length=cfg.data.max_length,
                      truncation=cfg.data.truncation, padding_side="right", base_model=cfg.model.name,
                      rewardkit_version=__version__,
-                     training={"steps": state["step"], "loss": cfg.loss.name, "eval": final})
+                     training={"steps": state["step"], "loss": cfg.loss.name, "eval": final,
+                               **({"best_step": early["best_step"]} if early else {})})
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
                "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
                "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32",
                "nonfinite": guard.state()}
+    if early is not None:  # "eval" is then the selected (best) evaluation's, the saved model's
+        summary["early_stopping"] = early
     accelerator.wait_for_everyone()
     sharded = shards_parameters(accelerator)
     full = full_state_dict(accelerator, model) if sharded else None  # FSDP / ZeRO-3: gathered, collective
