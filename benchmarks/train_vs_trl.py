@@ -164,6 +164,7 @@ def run_rewardkit(model, tok, batches, spec, packed: bool):
     from rewardkit.data.collate import pair_batch
     from rewardkit.data.packing import budget_batches, packed_pair_batch
     from rewardkit.losses import bradley_terry
+    from rewardkit.models import tree_attention
     from rewardkit.models.packed import pack_settings, select_attention
 
     rows, cost, kernel = spec["row_tokens"], None, None
@@ -195,7 +196,7 @@ def run_rewardkit(model, tok, batches, spec, packed: bool):
             if i >= spec["warmup"]:
                 computed += batch.tokens.input_ids.numel()
                 # attention context for the FLOP estimate: the row (dense kernels), each group's span (tree)
-                widths.append(batch.tokens.num_tokens / b if packed and kernel == "rewardkit_tree"
+                widths.append(batch.tokens.num_tokens / b if packed and kernel == tree_attention.NAME
                               else batch.tokens.input_ids.shape[1])
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

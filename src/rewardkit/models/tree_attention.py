@@ -56,9 +56,10 @@ class TreePlan:
     """Attention layers that used this plan (the support probe counts them)."""
 
 
-def _padded(rows: list[list[int]], fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded [n, longest] column indices (padding points at column 0) and their validity mask."""
     width = max(len(r) for r in rows)
-    idx = torch.full((len(rows), width), fill, dtype=torch.long)
+    idx = torch.zeros((len(rows), width), dtype=torch.long)
     valid = torch.zeros((len(rows), width), dtype=torch.bool)
     for i, r in enumerate(rows):
         idx[i, :len(r)] = torch.tensor(r, dtype=torch.long)
@@ -135,19 +136,15 @@ def _group_spans(br: list[int], base: int, start: int, end: int, seqs: list, bra
             seqs.append(list(range(base + b0, base + b1)))
 
 
-def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
-    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
-
-
 def tree_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                            attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                            **kwargs):
     """transformers attention interface: [R, heads, L, D] in, [R, L, heads, D] out. Without a plan (a padded
     batch through the same model) it is transformers' own SDPA function with the mask it was given."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
     plan: TreePlan | None = kwargs.pop(PLAN_KWARG, None)
     if plan is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     if kwargs.get("softcap") is not None or kwargs.get("sliding_window") is not None \
@@ -167,7 +164,7 @@ def tree_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: to
         return o.transpose(1, 2).reshape(-1, heads, o.shape[3])
 
     q = columns(query)
-    k, v = columns(_repeat_kv(key, groups)), columns(_repeat_kv(value, groups))
+    k, v = columns(repeat_kv(key, groups)), columns(repeat_kv(value, groups))
     outs = [ungather(sdpa(gather(q, plan.seq_idx), gather(k, plan.seq_idx), gather(v, plan.seq_idx),
                           attn_mask=plan.seq_mask, dropout_p=dropout, scale=scaling,
                           is_causal=plan.seq_mask is None))]
