@@ -9,8 +9,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402,F401
 from .config import RunConfig, load_config  # noqa: E402
 
 
@@ -38,7 +37,7 @@ def fit_attribute_weights(model, pairs: str, *, start: int = 0, stop: int | None
     ``WeightFit``; ``save`` writes the weights into the model directory. See ``rewardkit.training.attribute_weights``.
     """
     from .config import AttributeWeightsConfig, RatingsConfig, SplitConfig
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
     from .training.attribute_weights import fit_attribute_weights as _fit
     from .training.attribute_weights import save_attribute_weights
 
@@ -57,7 +56,7 @@ def fit_attribute_weights(model, pairs: str, *, start: int = 0, stop: int | None
 
 def load_model(path, device: str = "cpu"):
     """Load a saved reward model (a model directory or a training run directory) as a :class:`Scorer`."""
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
 
     return Scorer.from_pretrained(path, device=device)
 
@@ -72,7 +71,7 @@ def evaluate(model, data: str, *, start: int = 0, stop: int | None = None, by: s
     from .config import SplitConfig
     from .eval.evaluate import PairEvaluation, evaluate_file, training_log_for
     from .eval.report import write_examples_report, write_report
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
 
     scorer = model if isinstance(model, Scorer) else Scorer.from_pretrained(model, device=device)
     ev = evaluate_file(scorer, SplitConfig(path=data, start=start, stop=stop), by=by, n_boot=n_boot)
@@ -87,7 +86,7 @@ def evaluate(model, data: str, *, start: int = 0, stop: int | None = None, by: s
 
 def __getattr__(name):
     if name == "Scorer":
-        from .serve.scorer import Scorer
+        from .scoring import Scorer
 
         return Scorer
     raise AttributeError(name)

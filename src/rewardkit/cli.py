@@ -76,7 +76,7 @@ def cmd_eval(args, overrides: list[str]) -> int:
         save_normalization,
         training_log_for,
     )
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
 
     scorer = Scorer.from_pretrained(args.model)
     data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid, "format": args.format, "adapter": args.adapter})
@@ -239,7 +239,7 @@ def cmd_models(args, overrides: list[str]) -> int:
 
 def _scorer(args):
     """The Scorer that `score` and `serve` batch through, from :func:`_scoring_options`."""
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
 
     scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
                                     max_batch=args.max_batch)
