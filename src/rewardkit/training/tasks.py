@@ -46,6 +46,7 @@ from ..eval.metrics import (
     scalar_metrics,
 )
 from ..losses import (
+    PAIRWISE_LOSSES,
     bradley_terry,
     cross_entropy,
     get_loss,
@@ -158,8 +159,9 @@ class PairTask(Task):
 
     @property
     def in_trainer(self) -> bool:
-        """Bradley-Terry and log-exp run the trainer's own pairwise step."""
-        return self.loss_cfg.name in ("bradley_terry", "log_exp")
+        """The pairwise score losses (``losses.PAIRWISE_LOSSES``: Bradley-Terry, log-exp) run the trainer's own
+        pairwise step; read from that table, so a pairwise loss added there cannot fall through to another."""
+        return self.loss_cfg.name in PAIRWISE_LOSSES
 
     def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list[Pair]:
         if (split.adapter or data.adapter) is None and data.format in ("auto", "pairs") and data.ratings.to_pairs == "off":
