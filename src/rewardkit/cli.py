@@ -67,7 +67,8 @@ def cmd_train(args, overrides: list[str]) -> int:
 def cmd_eval(args, overrides: list[str]) -> int:
     import numpy as np
 
-    from .config import DataConfig, SplitConfig, from_dict
+    from .cli_data_overrides import data_config
+    from .config import SplitConfig
     from .eval.evaluate import (
         PairEvaluation,
         attach_normalization,
@@ -78,8 +79,12 @@ def cmd_eval(args, overrides: list[str]) -> int:
     )
     from .serve.scorer import Scorer
 
+    data_cfg = data_config(overrides, {"on_invalid": args.on_invalid, "format": args.format, "adapter": args.adapter})
+    if args.suite:  # a standard benchmark in its own layout (RewardBench, RewardBench 2, RM-Bench)
+        from .eval.suites.command import run_suite_command
+
+        return run_suite_command(args, data_cfg)
     scorer = Scorer.from_pretrained(args.model)
-    data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid, "format": args.format, "adapter": args.adapter})
     split = SplitConfig(path=args.data, start=args.start, stop=args.stop)
     ev = evaluate_file(scorer, split, data_cfg, by=args.by, n_boot=args.bootstrap, seed=args.seed,
                        show_progress=not args.json)
@@ -210,8 +215,10 @@ def cmd_data_inspect(args, overrides: list[str]) -> int:
         from .models.backbones import load_tokenizer, resolve_model
 
         tok = load_tokenizer(*resolve_model(args.tokenizer))  # built-in names work too
-    ins = inspect_data(args.file, format=args.format, adapter=args.adapter, tokenizer=tok,
-                       max_errors=args.max_errors)
+    from .cli_data_overrides import data_config
+
+    data = data_config(overrides, {"format": args.format, "adapter": args.adapter})
+    ins = inspect_data(args.file, tokenizer=tok, max_errors=args.max_errors, data=data)
     print(json.dumps(ins.to_dict()) if args.json else format_inspection(ins))
     return 2 if ins.error else 0
 
@@ -275,8 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train, overrides=True)
 
     e = sub.add_parser("eval", help="evaluate a saved model: pairs, binary labels, scalar ratings, ranked lists")
-    e.add_argument("model", help="model directory or training run directory")
-    e.add_argument("data", help="data file (pairs get the full report with figures)")
+    e.add_argument("model", help="model directory or training run directory, or any transformers "
+                   "*ForSequenceClassification reward model (a directory or a hub id), read as transformers reads it")
+    e.add_argument("data", help="data file (pairs get the full report with figures); data overrides as in train: "
+                   "--data.format ab --data.winner.a 1 ...")
     e.add_argument("--start", type=int, default=0)
     e.add_argument("--stop", type=int, default=None)
     e.add_argument("--on-invalid", choices=["error", "skip"], default="error")
@@ -295,7 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "confidence intervals (0: none)")
     e.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     e.add_argument("--worst", type=int, default=20, help="worst-scored pairs listed in the report")
-    e.set_defaults(func=cmd_eval)
+    e.add_argument("--suite", choices=["rewardbench", "rewardbench2", "rm-bench"], default=None,
+                   help="score DATA (the benchmark's own files, or its hub id when online) by the benchmark's "
+                   "official rules (docs/benchmarks.md); MODEL may be any transformers *ForSequenceClassification")
+    e.add_argument("--baseline", metavar="MODEL2", default=None, help="with --suite: also score this model and "
+                   "compare section by section")
+    e.set_defaults(func=cmd_eval, overrides=True)
 
     w = sub.add_parser("fit-weights", help="fit a multi-attribute model's learned weighting on preference pairs",
                        description="Stage 2 of `model.weighting: learned` (as ArmoRM): fit the K attribute weights "
@@ -349,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "directory or a hub id); else lengths are in characters")
     di.add_argument("--max-errors", type=int, default=5, help="how many skipped records to show")
     di.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    di.set_defaults(func=cmd_data_inspect)
+    di.set_defaults(func=cmd_data_inspect, overrides=True)
 
     x = sub.add_parser("export", help="write a directory that transformers / TRL load with the same scores",
                        description="Merge LoRA, cast, write safetensors shards, tokenizer, rewardkit.json and a "
