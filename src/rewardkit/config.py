@@ -146,6 +146,10 @@ class DataConfig:
     uses the chat template for conversational data when the tokenizer has one."""
     winner: WinnerConfig | None = None
     """A/B data: the winner values, {a: [...], b: [...], tie: [...]} (see `format: ab`)."""
+    ties: Literal["skip", "train"] = "skip"
+    """A/B data: `skip` counts ties and leaves them out (Bradley-Terry has no tie outcome); `train` reads every
+    judgment as a ranked list of two (ties as equal ranks) for `loss.name: ranking` with `loss.ties: soft`, the
+    Davidson tie model in its nu -> 0 limit (docs/benchmarks.md)."""
     strength: str | None = None
     """A/B data: optional column whose absolute value becomes the pair's margin (HelpSteer3's -3..3 strength)."""
     separator: str = "\n"

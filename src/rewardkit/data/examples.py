@@ -73,9 +73,9 @@ def read_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
         fmt, records = _detect(records, data, split.path)
     else:
         fmt = data.format  # type: ignore[assignment]
-    if fmt == "ab":  # A/B judgments become pairs (ties counted in the report and skipped)
-        return "pairs", list(parse_ab_records(records, data.fields, data.winner, data.strength, data.on_invalid,
-                                              report))
+    if fmt == "ab":  # A/B judgments become pairs (ties counted and skipped), or ranked lists of two (ties kept)
+        return ("ranked" if data.ties == "train" else "pairs"), list(parse_ab_records(
+            records, data.fields, data.winner, data.strength, data.on_invalid, report, data.ties))
     return fmt, list(parse_examples(records, fmt, data.fields, data.on_invalid, report))
 
 

@@ -505,12 +505,28 @@ def parse_ab(rec: Record, fields: FieldsConfig, table: dict[str, str], strength:
     return parse_pair(Record(data, rec.source, rec.line), pair_fields)
 
 
+def _ab_ranked(rec: Record, fields: FieldsConfig, table: dict[str, str]) -> Ranked:
+    """An A/B judgment as a ranked list of two (``data.ties: train``): the winner rank 0, a tie ranks [0, 0]."""
+    parse_ab(rec, fields, table)  # the same checks (winner mapped, responses valid, a prompt)
+    side = table[winner_key(rec.data[fields.winner])]
+    prompt = _required_text(rec, fields.prompt, "ab")
+    responses = [_text_or_messages(rec, "response_a", fields.response_a),
+                 _text_or_messages(rec, "response_b", fields.response_b)]
+    return Ranked(prompt=prompt, responses=responses, ranks={"a": [0, 1], "b": [1, 0], "tie": [0, 0]}[side],
+                  where=rec.where)
+
+
 def parse_ab_records(records: Iterable[Record], fields: FieldsConfig, winner, strength: str | None = None,
-                     on_invalid: str = "error", report: SkipReport | None = None) -> Iterator[Pair]:
-    """Pairs from A/B records; each tie is counted in ``report`` (reason ``tie``) and skipped."""
+                     on_invalid: str = "error", report: SkipReport | None = None,
+                     ties: str = "skip") -> Iterator[Pair | Ranked]:
+    """Pairs from A/B records, each tie counted in ``report`` (reason ``tie``) and skipped; with ``ties:
+    train`` ranked lists of two instead, ties kept as equal ranks."""
     table = winner_table(winner)  # no mapping: the error says how to write one
     for rec in records:
         try:
+            if ties == "train":
+                yield _ab_ranked(rec, fields, table)
+                continue
             pair = parse_ab(rec, fields, table, strength)
         except DataError as err:
             if on_invalid != "skip":
