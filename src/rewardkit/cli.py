@@ -165,10 +165,13 @@ def _eval_summary(m: dict) -> str:
 
 def cmd_fit_weights(args, overrides: list[str]) -> int:
     from . import fit_attribute_weights
+    from .cli_data_overrides import data_config
 
-    fit = fit_attribute_weights(args.model, args.data, start=args.start, stop=args.stop, adapter=args.adapter,
-                                format=args.format, to_pairs=args.to_pairs, eval_start=args.eval_start,
-                                eval_stop=args.eval_stop, steps=args.steps, lr=args.lr, save=not args.dry_run)
+    data = data_config(overrides, {"format": args.format, "adapter": args.adapter,
+                                   "ratings": {"to_pairs": args.to_pairs}})
+    fit = fit_attribute_weights(args.model, args.data, start=args.start, stop=args.stop, eval_start=args.eval_start,
+                                eval_stop=args.eval_stop, steps=args.steps, lr=args.lr, save=not args.dry_run,
+                                data=data)
     if args.json:
         print(json.dumps(fit.to_dict(), allow_nan=False))
         return 0
@@ -328,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--lr", type=float, default=0.05)
     w.add_argument("--dry-run", action="store_true", help="report the fit without saving it")
     w.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    w.set_defaults(func=cmd_fit_weights)
+    w.set_defaults(func=cmd_fit_weights, overrides=True)
 
     s = sub.add_parser("score", help="add rewards to every record of a file",
                        description="Score {prompt, response} / {messages} records (-> reward) or pairs "
