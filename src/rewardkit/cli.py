@@ -186,10 +186,12 @@ def cmd_fit_weights(args, overrides: list[str]) -> int:
 
 
 def cmd_score(args, overrides: list[str]) -> int:
+    from .cli_data_overrides import data_config
     from .serve.batch import score_file
 
+    data = data_config(overrides) if overrides else None  # --data.fields.* / --data.format ab
     scorer = _scorer(args)
-    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid)
+    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid, data=data)
     extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
     extra += f", {r.dropped} dropped as too long" if r.dropped else ""
     print(f"scored {r.sequences} sequences from {r.records} records in {r.seconds:.1f} s "
@@ -342,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
                    help="skip: keep invalid records with null rewards and count them")
     _scoring_options(s, normalize_help="apply the model's stored mean/std")
-    s.set_defaults(func=cmd_score)
+    s.set_defaults(func=cmd_score, overrides=True)
 
     v = sub.add_parser("serve", help="serve a model over HTTP (/score, /get_reward, /health, /metrics)")
     v.add_argument("model", help="model directory or training run directory")
