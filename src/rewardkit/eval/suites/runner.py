@@ -240,4 +240,7 @@ def format_suite(result: SuiteResult, baseline: SuiteResult | None = None) -> st
         lines.append(f"missing subsets ({len(result.missing_subsets)}): {', '.join(result.missing_subsets)}")
     if result.partial_sections:
         lines.append(f"partial: {', '.join(result.partial_sections)} (computed from the subsets present only)")
+    if result.details.get("missing_sections"):
+        lines.append(f"missing sections: {', '.join(result.details['missing_sections'])} (no subset in the data; "
+                     "the overall is over the sections present, so it is not the full benchmark's)")
     return "\n".join(lines)
