@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .config import RunConfig, load_config
+from .config import DataConfig, RunConfig, load_config
 
 if TYPE_CHECKING:  # the return types; importing them here would load torch and transformers with the package
     from pathlib import Path
@@ -34,12 +34,16 @@ def train(config: RunConfig | str | dict, resume: bool = False) -> TrainResult:
 def fit_attribute_weights(model, pairs: str, *, start: int = 0, stop: int | None = None, adapter: str | None = None,
                           format: str = "auto", to_pairs: str = "off", eval_start: int | None = None,
                           eval_stop: int | None = None, steps: int = 300, lr: float = 0.05, save: bool = True,
-                          device: str = "cpu") -> WeightFit:
+                          device: str = "cpu", data: DataConfig | None = None) -> WeightFit:
     """Fit a multi-attribute model's learned weighting on preference pairs, attribute outputs frozen (as
     ``rewardkit fit-weights`` and the ``attribute_weights`` config section). ``pairs`` is a pairs file or, with
     ``to_pairs``, scalar ratings; ``eval_start``/``eval_stop`` pick held-out records of the same file. Returns a
-    ``WeightFit``; ``save`` writes the weights into the model directory. See ``rewardkit.training.attribute_weights``.
+    ``WeightFit``; ``save`` writes the weights into the model directory. ``data`` (a ``DataConfig``, e.g. from
+    ``--data.*`` overrides) sets format, adapter, ratings, field names and the A/B winner mapping. See
+    ``rewardkit.training.attribute_weights``.
     """
+    if data is not None:
+        format, adapter, to_pairs = data.format, data.adapter, data.ratings.to_pairs
     from .config import AttributeWeightsConfig, RatingsConfig, SplitConfig
     from .scoring import Scorer
     from .training.attribute_weights import fit_attribute_weights as _fit
@@ -50,7 +54,7 @@ def fit_attribute_weights(model, pairs: str, *, start: int = 0, stop: int | None
     cfg = AttributeWeightsConfig(train=SplitConfig(path=pairs, start=start, stop=stop, adapter=adapter), eval=held,
                                  format=format, ratings=RatingsConfig(to_pairs=to_pairs), steps=steps, lr=lr)
     scorer = model if isinstance(model, Scorer) else Scorer.from_pretrained(model, device=device)
-    fit = _fit(scorer, cfg)
+    fit = _fit(scorer, cfg, data)
     if save:
         if isinstance(model, Scorer):
             raise ValueError("save=True needs the model's directory (pass the path, not a Scorer)")

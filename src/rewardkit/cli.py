@@ -67,7 +67,8 @@ def cmd_train(args, overrides: list[str]) -> int:
 def cmd_eval(args, overrides: list[str]) -> int:
     import numpy as np
 
-    from .config import DataConfig, SplitConfig, from_dict
+    from .cli_data_overrides import data_config
+    from .config import SplitConfig
     from .eval.evaluate import (
         PairEvaluation,
         attach_normalization,
@@ -78,8 +79,12 @@ def cmd_eval(args, overrides: list[str]) -> int:
     )
     from .scoring import Scorer
 
+    data_cfg = data_config(overrides, {"on_invalid": args.on_invalid, "format": args.format, "adapter": args.adapter})
+    if args.suite:  # a standard benchmark in its own layout (RewardBench, RewardBench 2, RM-Bench)
+        from .eval.suites.command import run_suite_command
+
+        return run_suite_command(args, data_cfg)
     scorer = Scorer.from_pretrained(args.model)
-    data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid, "format": args.format, "adapter": args.adapter})
     split = SplitConfig(path=args.data, start=args.start, stop=args.stop)
     ev = evaluate_file(scorer, split, data_cfg, by=args.by, n_boot=args.bootstrap, seed=args.seed,
                        show_progress=not args.json)
@@ -160,10 +165,13 @@ def _eval_summary(m: dict) -> str:
 
 def cmd_fit_weights(args, overrides: list[str]) -> int:
     from . import fit_attribute_weights
+    from .cli_data_overrides import data_config
 
-    fit = fit_attribute_weights(args.model, args.data, start=args.start, stop=args.stop, adapter=args.adapter,
-                                format=args.format, to_pairs=args.to_pairs, eval_start=args.eval_start,
-                                eval_stop=args.eval_stop, steps=args.steps, lr=args.lr, save=not args.dry_run)
+    data = data_config(overrides, {"format": args.format, "adapter": args.adapter,
+                                   "ratings": {"to_pairs": args.to_pairs}})
+    fit = fit_attribute_weights(args.model, args.data, start=args.start, stop=args.stop, eval_start=args.eval_start,
+                                eval_stop=args.eval_stop, steps=args.steps, lr=args.lr, save=not args.dry_run,
+                                data=data)
     if args.json:
         print(json.dumps(fit.to_dict(), allow_nan=False))
         return 0
@@ -178,10 +186,12 @@ def cmd_fit_weights(args, overrides: list[str]) -> int:
 
 
 def cmd_score(args, overrides: list[str]) -> int:
+    from .cli_data_overrides import data_config
     from .serve.batch import score_file
 
+    data = data_config(overrides) if overrides else None  # --data.fields.* / --data.format ab
     scorer = _scorer(args)
-    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid)
+    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid, data=data)
     extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
     extra += f", {r.dropped} dropped as too long" if r.dropped else ""
     print(f"scored {r.sequences} sequences from {r.records} records in {r.seconds:.1f} s "
@@ -210,8 +220,10 @@ def cmd_data_inspect(args, overrides: list[str]) -> int:
         from .models.backbones import load_tokenizer, resolve_model
 
         tok = load_tokenizer(*resolve_model(args.tokenizer))  # built-in names work too
-    ins = inspect_data(args.file, format=args.format, adapter=args.adapter, tokenizer=tok,
-                       max_errors=args.max_errors)
+    from .cli_data_overrides import data_config
+
+    data = data_config(overrides, {"format": args.format, "adapter": args.adapter})
+    ins = inspect_data(args.file, tokenizer=tok, max_errors=args.max_errors, data=data)
     print(json.dumps(ins.to_dict()) if args.json else format_inspection(ins))
     return 2 if ins.error else 0
 
@@ -284,8 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train, overrides=True)
 
     e = sub.add_parser("eval", help="evaluate a saved model: pairs, binary labels, scalar ratings, ranked lists")
-    e.add_argument("model", help="model directory or training run directory")
-    e.add_argument("data", help="data file (pairs get the full report with figures)")
+    e.add_argument("model", help="model directory or training run directory, or any transformers "
+                   "*ForSequenceClassification reward model (a directory or a hub id), read as transformers reads it")
+    e.add_argument("data", help="data file (pairs get the full report with figures); data overrides as in train: "
+                   "--data.format ab --data.winner.a 1 ...")
     e.add_argument("--start", type=int, default=0)
     e.add_argument("--stop", type=int, default=None)
     e.add_argument("--on-invalid", choices=["error", "skip"], default="error")
@@ -304,7 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "confidence intervals (0: none)")
     e.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     e.add_argument("--worst", type=int, default=20, help="worst-scored pairs listed in the report")
-    e.set_defaults(func=cmd_eval)
+    e.add_argument("--suite", choices=["rewardbench", "rewardbench2", "rm-bench"], default=None,
+                   help="score DATA (the benchmark's own files, or its hub id when online) by the benchmark's "
+                   "official rules (docs/benchmarks.md); MODEL may be any transformers *ForSequenceClassification")
+    e.add_argument("--baseline", metavar="MODEL2", default=None, help="with --suite: also score this model and "
+                   "compare section by section")
+    e.set_defaults(func=cmd_eval, overrides=True)
 
     w = sub.add_parser("fit-weights", help="fit a multi-attribute model's learned weighting on preference pairs",
                        description="Stage 2 of `model.weighting: learned` (as ArmoRM): fit the K attribute weights "
@@ -323,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--lr", type=float, default=0.05)
     w.add_argument("--dry-run", action="store_true", help="report the fit without saving it")
     w.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    w.set_defaults(func=cmd_fit_weights)
+    w.set_defaults(func=cmd_fit_weights, overrides=True)
 
     s = sub.add_parser("score", help="add rewards to every record of a file",
                        description="Score {prompt, response} / {messages} records (-> reward) or pairs "
@@ -334,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
                    help="skip: keep invalid records with null rewards and count them")
     _scoring_options(s, normalize_help="apply the model's stored mean/std")
-    s.set_defaults(func=cmd_score)
+    s.set_defaults(func=cmd_score, overrides=True)
 
     v = sub.add_parser("serve", help="serve a model over HTTP (/score, /get_reward, /health, /metrics)")
     v.add_argument("model", help="model directory or training run directory")
@@ -358,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "directory or a hub id); else lengths are in characters")
     di.add_argument("--max-errors", type=int, default=5, help="how many skipped records to show")
     di.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    di.set_defaults(func=cmd_data_inspect)
+    di.set_defaults(func=cmd_data_inspect, overrides=True)
 
     x = sub.add_parser("export", help="write a directory that transformers / TRL load with the same scores",
                        description="Merge LoRA, cast, write safetensors shards, tokenizer, rewardkit.json and a "

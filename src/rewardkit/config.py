@@ -73,9 +73,15 @@ class FieldsConfig:
     group: str = "group"
     """Scalar records: optional item key; ratings that share a group (else a prompt) are compared when making
     pairs (data.ratings.to_pairs)."""
+    response_a: str = "response_a"
+    """A/B records (`format: ab`): the first response."""
+    response_b: str = "response_b"
+    """A/B records: the second response."""
+    winner: str = "winner"
+    """A/B records: which response won; its values are mapped by `data.winner`."""
 
 
-DataFormat = Literal["auto", "pairs", "binary", "scalar", "multi", "ranked"]
+DataFormat = Literal["auto", "pairs", "binary", "scalar", "multi", "ranked", "ab"]
 Adapter = Literal["hh-rlhf", "oasst", "pandalm", "usr", "halueval"]
 
 
@@ -95,6 +101,20 @@ class RatingsConfig:
     """Pairs need the better rating to exceed the worse by more than this (equal ratings never pair)."""
     gap_as_margin: bool = False
     """Use the rating gap as the pair's margin (for `bradley_terry` with a margin)."""
+
+
+@dataclass(kw_only=True)
+class WinnerConfig:
+    """A/B data (`format: ab`): which values of the winner column mean "a won", "b won" and "tie". Data sets
+    disagree (1/2; 0 = first in one and tie in another; "model_a" / "tie (bothbad)"; HelpSteer3's -3..3), so
+    the mapping is always explicit; a value in none of the lists is an error naming file, line and value."""
+
+    a: Any = None
+    """Value or list of values meaning the first response won (e.g. [1, "model_a"])."""
+    b: Any = None
+    """Value or list of values meaning the second response won."""
+    tie: Any = None
+    """Value or list of values meaning a tie (ties are counted and skipped)."""
 
 
 @dataclass(kw_only=True)
@@ -124,6 +144,14 @@ class DataConfig:
     template: Template = "auto"
     """`chat` applies the tokenizer's chat template; `plain` joins prompt and response as text; `auto`
     uses the chat template for conversational data when the tokenizer has one."""
+    winner: WinnerConfig | None = None
+    """A/B data: the winner values, {a: [...], b: [...], tie: [...]} (see `format: ab`)."""
+    ties: Literal["skip", "train"] = "skip"
+    """A/B data: `skip` counts ties and leaves them out (Bradley-Terry has no tie outcome); `train` reads every
+    judgment as a ranked list of two (ties as equal ranks) for `loss.name: ranking` with `loss.ties: soft`, the
+    Davidson tie model in its nu -> 0 limit (docs/benchmarks.md)."""
+    strength: str | None = None
+    """A/B data: optional column whose absolute value becomes the pair's margin (HelpSteer3's -3..3 strength)."""
     separator: str = "\n"
     """Plain rendering: put between a text prompt and its response, unless either side already has
     whitespace at the boundary (hh-rlhf style prompts end in `Assistant:` and responses start with a space)."""

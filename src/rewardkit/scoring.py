@@ -151,6 +151,8 @@ class Scorer:
         self.encoder = SequenceEncoder(tokenizer, meta.kind, meta.max_length, meta.truncation)
         if meta.score_token_id is not None:
             self.encoder.score_token_id = meta.score_token_id
+        # a foreign transformers model scores its text as it is (rewardkit.models.foreign)
+        self.encoder.append_score_token = meta.training.get("read_as") != "transformers"
         # TRL logs each reward function under `__name__` (trl.trainer.utils.get_callable_name)
         self.__name__ = "rewardkit"
         self.normalize_rewards = False

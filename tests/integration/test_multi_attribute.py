@@ -123,6 +123,22 @@ def test_fit_weights_learns_attribute_weights_that_rank_the_fitting_pairs_better
     assert meta["training"]["attribute_weights"]["weights"] == fit["weights"]
 
 
+def test_fit_weights_reads_ab_judgments_through_data_overrides(multi_run, tmp_path, capsys):
+    _, rows = _pairs_by_first_attribute(multi_run, tmp_path / "pairs.jsonl")
+    ab = [{"question": r["prompt"], "response_a": r["chosen"], "response_b": r["rejected"], "winner": "model_a"}
+          if i % 2 else {"question": r["prompt"], "response_a": r["rejected"], "response_b": r["chosen"],
+                         "winner": "model_b"} for i, r in enumerate(rows)]
+    path = tmp_path / "ab.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ab))
+    assert main(["fit-weights", str(multi_run), str(path), "--json", "--dry-run"]) == 2  # not pairs as written
+    capsys.readouterr()
+    assert main(["fit-weights", str(multi_run), str(path), "--json", "--dry-run", "--data.format", "ab",
+                 "--data.fields.prompt", "question", "--data.winner.a", "model_a", "--data.winner.b", "model_b"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["train"]["pairs"] == len(rows)
+    assert fit["train"]["fitted"]["accuracy"] > fit["train"]["uniform"]["accuracy"]
+
+
 def test_fit_weights_refuses_a_model_without_learned_weighting(tiny_model_dir, tmp_path):
     out = tmp_path / "fixed"
     assert main(_train_args(tiny_model_dir("bert"), out) + ["--model.weighting", "mean"]) == 0

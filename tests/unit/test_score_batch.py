@@ -85,6 +85,22 @@ def test_score_cli_pair_rewards_match_scorer_on_split_prompt(llama_model, scorer
     assert got[2]["reward_rejected"] == pytest.approx(scorer.score([prompt], [" 5."])[0], abs=1e-4)
 
 
+def test_score_cli_reads_ab_judgments_and_other_field_names_through_data_overrides(llama_model, scorer, tmp_path):
+    ab = write_jsonl(tmp_path / "ab.jsonl", [{"input": "Say hi.", "response_a": "Hi", "response_b": "Go away.",
+                                              "winner": "model_b"}])
+    out = tmp_path / "ab_out.jsonl"
+    assert main(["score", str(llama_model), str(ab), "-o", str(out), "--data.format", "ab",
+                 "--data.fields.prompt", "input"]) == 0
+    got = json.loads(out.read_text())
+    assert got["winner"] == "model_b"  # kept as it was; no mapping is needed to score
+    assert [got["reward_a"], got["reward_b"]] == pytest.approx(scorer.score(["Say hi."] * 2, ["Hi", "Go away."]),
+                                                               abs=1e-4)
+    single = write_jsonl(tmp_path / "q.jsonl", [{"question": "Say hi.", "answer": "Hi"}])
+    assert main(["score", str(llama_model), str(single), "-o", str(out), "--data.fields.prompt", "question",
+                 "--data.fields.response", "answer"]) == 0
+    assert json.loads(out.read_text())["reward"] == pytest.approx(scorer.score(["Say hi."], ["Hi"])[0], abs=1e-4)
+
+
 def test_score_cli_writes_csv_and_json_like_the_input(llama_model, tmp_path):
     src = tmp_path / "in.csv"
     with open(src, "w", newline="") as f:

@@ -16,7 +16,16 @@ from ..config import DataConfig, RatingsConfig, SplitConfig
 from .adapters import get_adapter
 from .checks import unique_ids
 from .errors import DataError, SkipReport
-from .formats import EXAMPLE_TYPES, Example, Format, MultiRated, Rated, detect_format, parse_examples
+from .formats import (
+    EXAMPLE_TYPES,
+    Example,
+    Format,
+    MultiRated,
+    Rated,
+    detect_format,
+    parse_ab_records,
+    parse_examples,
+)
 from .ratings import ratings_to_pairs, zscore_attributes, zscore_per_annotator, zscore_ratings
 from .readers import Record, read_records
 
@@ -64,6 +73,9 @@ def read_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
         fmt, records = _detect(records, data, split.path)
     else:
         fmt = data.format  # type: ignore[assignment]
+    if fmt == "ab":  # A/B judgments become pairs (ties counted and skipped), or ranked lists of two (ties kept)
+        return ("ranked" if data.ties == "train" else "pairs"), list(parse_ab_records(
+            records, data.fields, data.winner, data.strength, data.on_invalid, report, data.ties))
     return fmt, list(parse_examples(records, fmt, data.fields, data.on_invalid, report))
 
 

@@ -415,6 +415,8 @@ def detect_format(data: dict, fields: FieldsConfig) -> Format | None:
     chosen+rejected -> pairs.
     """
     keys = {k for k, v in data.items() if v is not None}
+    if {fields.response_a, fields.response_b, fields.winner} <= keys:
+        return "ab"  # type: ignore[return-value]  (read by parse_ab_records, into pairs)
     if fields.responses in keys and fields.ranks in keys:
         return "ranked"
     if fields.response in keys:
@@ -441,3 +443,100 @@ def parse_examples(records: Iterable[Record], fmt: Format, fields: FieldsConfig,
                 raise
             if report is not None:
                 report.add(err)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A/B judgments as they come: {prompt, response_a, response_b, winner, strength?} (Chatbot Arena, MT-Bench human
+# judgments, HelpSteer3-preference, Auto-J, LLMBar, JudgeBench). The winner's values are mapped explicitly
+# (data.winner: {a: [...], b: [...], tie: [...]}); each record becomes a Pair, ties are counted and skipped.
+
+
+def winner_key(value: object) -> str:
+    """A winner value compared across spellings: 1, 1.0 and "1" are the same; text is compared stripped."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        s = value.strip()
+        try:
+            return winner_key(float(s)) if s and s.lstrip("+-").replace(".", "", 1).isdigit() else s
+        except ValueError:
+            return s
+    return str(value)
+
+
+def winner_table(winner) -> dict[str, str]:
+    """``{winner_key(value): "a" | "b" | "tie"}`` from a :class:`rewardkit.config.WinnerConfig`."""
+    table: dict[str, str] = {}
+    for side in ("a", "b", "tie"):
+        values = getattr(winner, side, None)
+        for v in values if isinstance(values, list) else ([] if values is None else [values]):
+            key = winner_key(v)
+            if table.get(key, side) != side:
+                raise ValueError(f"data.winner: value {v!r} is listed under both {table[key]} and {side}")
+            table[key] = side
+    if not any(s in table.values() for s in ("a", "b")):
+        raise ValueError("data.format ab needs data.winner, e.g. {a: [1], b: [2], tie: [0]}: which winner values "
+                         "mean that response_a won, that response_b won, and a tie")
+    return table
+
+
+def parse_ab(rec: Record, fields: FieldsConfig, table: dict[str, str], strength: str | None = None) -> Pair | None:
+    """One A/B judgment as a :class:`Pair` (the winner as chosen), or None for a tie."""
+    raw = rec.data.get(fields.winner)
+    if raw is None or raw == "":
+        raise DataError(rec.source, rec.line, fields.winner, "missing; an A/B record needs the winner",
+                        "missing_field")
+    side = table.get(winner_key(raw))
+    if side is None:
+        known = ", ".join(sorted(table))
+        raise DataError(rec.source, rec.line, fields.winner, f"value {raw!r:.40} is not mapped by data.winner "
+                        f"(mapped: {known}); add it under a, b or tie", "unmapped_winner")
+    a = _text_or_messages(rec, "response_a", fields.response_a)
+    b = _text_or_messages(rec, "response_b", fields.response_b)
+    if side == "tie":
+        return None
+    chosen, rejected = (a, b) if side == "a" else (b, a)
+    data = {fields.prompt: rec.data.get(fields.prompt), "chosen": chosen, "rejected": rejected}
+    if strength is not None and rec.data.get(strength) not in (None, ""):
+        data["margin"] = abs(_number(rec.data[strength], rec, strength))  # the sign says who won, not how much
+    pair_fields = FieldsConfig(prompt=fields.prompt)  # chosen / rejected / margin under their default names
+    return parse_pair(Record(data, rec.source, rec.line), pair_fields)
+
+
+def _ab_ranked(rec: Record, fields: FieldsConfig, table: dict[str, str]) -> Ranked:
+    """An A/B judgment as a ranked list of two (``data.ties: train``): the winner rank 0, a tie ranks [0, 0]."""
+    parse_ab(rec, fields, table)  # the same checks (winner mapped, responses valid, a prompt)
+    side = table[winner_key(rec.data[fields.winner])]
+    prompt = _required_text(rec, fields.prompt, "ab")
+    responses = [_text_or_messages(rec, "response_a", fields.response_a),
+                 _text_or_messages(rec, "response_b", fields.response_b)]
+    return Ranked(prompt=prompt, responses=responses, ranks={"a": [0, 1], "b": [1, 0], "tie": [0, 0]}[side],
+                  where=rec.where)
+
+
+def parse_ab_records(records: Iterable[Record], fields: FieldsConfig, winner, strength: str | None = None,
+                     on_invalid: str = "error", report: SkipReport | None = None,
+                     ties: str = "skip") -> Iterator[Pair | Ranked]:
+    """Pairs from A/B records, each tie counted in ``report`` (reason ``tie``) and skipped; with ``ties:
+    train`` ranked lists of two instead, ties kept as equal ranks."""
+    table = winner_table(winner)  # no mapping: the error says how to write one
+    for rec in records:
+        try:
+            if ties == "train":
+                yield _ab_ranked(rec, fields, table)
+                continue
+            pair = parse_ab(rec, fields, table, strength)
+        except DataError as err:
+            if on_invalid != "skip":
+                raise
+            if report is not None:
+                report.add(err)
+            continue
+        if pair is None:
+            if report is not None:
+                report.add(DataError(rec.source, rec.line, fields.winner, "a tie: skipped (Bradley-Terry has no tie "
+                                     "outcome)", "tie"))
+            continue
+        yield pair

@@ -8,6 +8,7 @@ invalid records with their ``file:line: field`` errors. Invalid records never st
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import Counter
 from collections.abc import Iterator
@@ -104,10 +105,15 @@ def _details(examples: list[Example]) -> dict:
 
 
 def inspect_data(path: str, *, format: str = "auto", adapter: str | None = None, tokenizer=None,
-                 fields: FieldsConfig | None = None, max_errors: int = 5) -> Inspection:
-    """Read ``path`` skipping (and counting) invalid records; ``tokenizer`` is a loaded tokenizer or None."""
-    data = DataConfig(format=format, adapter=adapter, fields=fields or FieldsConfig(),  # type: ignore[arg-type]
-                      on_invalid="skip")
+                 fields: FieldsConfig | None = None, max_errors: int = 5, data: DataConfig | None = None) -> Inspection:
+    """Read ``path`` skipping (and counting) invalid records; ``tokenizer`` is a loaded tokenizer or None.
+    ``data`` (e.g. from ``--data.*`` overrides) replaces format, adapter and fields."""
+    if data is not None:
+        format, adapter = data.format, data.adapter
+        data = dataclasses.replace(data, on_invalid="skip")
+    else:
+        data = DataConfig(format=format, adapter=adapter, fields=fields or FieldsConfig(),  # type: ignore[arg-type]
+                          on_invalid="skip")
     report = SkipReport(max_examples=max_errors)
     n_records = 0
 

@@ -68,6 +68,8 @@ class SequenceEncoder:
         self.truncation = truncation
         self.stats = TruncationStats()
         self.score_token_id = tokenizer.eos_token_id
+        self.append_score_token = True
+        """False: score the last token of the text as the tokenizer gives it (a foreign transformers model)."""
         if kind == "decoder" and self.score_token_id is None:
             raise ValueError("the tokenizer has no EOS token to score at; set one (tokenizer.eos_token)")
         # special tokens: the named ones plus added tokens flagged special (e.g. ChatML's <|im_end|>)
@@ -116,7 +118,8 @@ class SequenceEncoder:
         text = r.prompt + r.response
         enc = tok(text, add_special_tokens=not r.chat, return_offsets_mapping=True)
         ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-        if not r.chat and ids and ids[-1] == self.score_token_id and tuple(offsets[-1]) == (0, 0):
+        if (self.append_score_token and not r.chat and ids and ids[-1] == self.score_token_id
+                and tuple(offsets[-1]) == (0, 0)):
             # the post-processor appended EOS (an exported rewardkit tokenizer does): it is re-appended below as
             # the score token; an EOS written in the text (real offsets) stays, as it does in transformers
             ids, offsets = ids[:-1], offsets[:-1]
@@ -127,8 +130,8 @@ class SequenceEncoder:
         rs = lead
         while rs < len(ids) and offsets[rs][1] <= boundary:
             rs += 1
-        if r.chat and ids and ids[-1] in self._special:
-            score_id = ids.pop()  # the template's end-of-turn token is the score token
+        if (r.chat and ids and ids[-1] in self._special) or (not self.append_score_token and len(ids) > 1):
+            score_id = ids.pop()  # the template's end-of-turn token (or a foreign model's last token) is scored
         else:
             score_id = self.score_token_id
         fixed = ids[:lead]

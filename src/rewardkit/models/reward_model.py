@@ -237,6 +237,10 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
 
     directory = Path(directory)
     if not (directory / META_FILE).exists():
+        from .foreign import is_foreign_model, load_foreign_model
+
+        if is_foreign_model(directory):  # a public transformers reward model: read as transformers reads it
+            return load_foreign_model(directory, trust_remote_code)
         raise FileNotFoundError(f"{directory}: no {META_FILE}; not a rewardkit model directory (a training run "
                                 "keeps its model in RUN/model)")
     if not any(directory.glob("*.safetensors")):

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..config import DataConfig
 from ..data.errors import DataError, SkipReport
-from ..data.readers import read_records
+from ..data.formats import Text, _text_or_messages
+from ..data.readers import Record, read_records
 from ..data.tokenize import Dropped, Encoded
 from .items import Single, parse_item
 from .scorer import Scorer
@@ -50,8 +52,12 @@ def output_format(path: str | Path) -> OutputFormat:
 
 
 def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: bool = False,
-               on_invalid: Literal["error", "skip"] = "error", progress: bool = True) -> ScoreFileResult:
-    """Score every record of ``input_path`` and write them, with rewards added, to ``output_path``."""
+               on_invalid: Literal["error", "skip"] = "error", progress: bool = True,
+               data: DataConfig | None = None) -> ScoreFileResult:
+    """Score every record of ``input_path`` and write them, with rewards added, to ``output_path``.
+
+    ``data`` (``--data.*`` overrides) maps field names (``data.fields``); with ``data.format: ab`` both responses
+    of an A/B judgment are scored (``reward_a``, ``reward_b``; the winner is not needed)."""
     import time
 
     from tqdm.auto import tqdm
@@ -71,20 +77,18 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
         row = dict(rec.data)
         rows.append(row)
         try:
-            item = parse_item(rec)
+            parts = _score_parts(rec, data)
         except DataError as err:
             if on_invalid != "skip":
                 raise
             report.add(err)
-            row.update(_null_rewards(rec.data))
+            row.update(_null_rewards(rec.data, data))
             continue
-        parts = ([("reward", item.prompt, item.response)] if isinstance(item, Single) else
-                 [("reward_chosen", item.prompt, item.chosen), ("reward_rejected", item.prompt, item.rejected)])
         try:
             encoded = [(name, scorer.encoder.encode(scorer.renderer.render(p, r), rec.where)) for name, p, r in parts]
         except Dropped:
             dropped += 1
-            row.update(_null_rewards(rec.data))
+            row.update(_null_rewards(rec.data, data))
             continue
         for name, enc in encoded:
             row[name] = None
@@ -103,7 +107,26 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     return result
 
 
-def _null_rewards(data: dict) -> dict:
+def _score_parts(rec: Record, data: DataConfig | None) -> list[tuple[str, Text, Text]]:
+    """(output field, prompt, response) for each sequence of one record."""
+    if data is not None and data.format == "ab":
+        f = data.fields
+        prompt = _text_or_messages(rec, "prompt", f.prompt)
+        return [(name, prompt, _text_or_messages(rec, name, col))
+                for name, col in (("reward_a", f.response_a), ("reward_b", f.response_b))]
+    if data is not None:  # other field names: read under the default ones (the output keeps the record as it is)
+        f = data.fields
+        names = {"prompt": f.prompt, "response": f.response, "chosen": f.chosen, "rejected": f.rejected}
+        renamed = dict(rec.data) | {k: rec.data[v] for k, v in names.items() if v != k and v in rec.data}
+        rec = Record(renamed, rec.source, rec.line)
+    item = parse_item(rec)
+    return ([("reward", item.prompt, item.response)] if isinstance(item, Single) else
+            [("reward_chosen", item.prompt, item.chosen), ("reward_rejected", item.prompt, item.rejected)])
+
+
+def _null_rewards(data: dict, cfg: DataConfig | None = None) -> dict:
+    if cfg is not None and cfg.format == "ab":
+        return {"reward_a": None, "reward_b": None}
     return {"reward_chosen": None, "reward_rejected": None} if "chosen" in data or "rejected" in data else \
         {"reward": None}
 

@@ -20,6 +20,7 @@ converges in a few hundred steps in well under a second.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -99,9 +100,10 @@ def pair_attribute_outputs(scorer: Scorer, pairs: list[Pair]) -> tuple[torch.Ten
     return logits[:n], logits[n:]
 
 
-def load_weight_pairs(split: SplitConfig, cfg: AttributeWeightsConfig) -> list[Pair]:
-    """Preference pairs of ``split``: a pairs file, or scalar ratings turned into pairs by ``cfg.ratings``."""
-    data = DataConfig(train=split, format=cfg.format, ratings=cfg.ratings)
+def load_weight_pairs(split: SplitConfig, cfg: AttributeWeightsConfig, data: DataConfig | None = None) -> list[Pair]:
+    """Preference pairs of ``split``: a pairs file, or scalar ratings turned into pairs by ``cfg.ratings``;
+    ``data`` (``--data.*`` overrides: fields, A/B winner mapping ...) supplies the other reading settings."""
+    data = dataclasses.replace(data or DataConfig(), train=split, format=cfg.format, ratings=cfg.ratings)
     examples = load_examples(split, data, SkipReport())
     if not isinstance(examples[0], Pair):
         raise ValueError(f"{split.path}: attribute weights are fitted on preference pairs, but this split holds "
@@ -109,7 +111,7 @@ def load_weight_pairs(split: SplitConfig, cfg: AttributeWeightsConfig) -> list[P
     return examples  # type: ignore[return-value]
 
 
-def fit_attribute_weights(scorer: Scorer, cfg: AttributeWeightsConfig) -> WeightFit:
+def fit_attribute_weights(scorer: Scorer, cfg: AttributeWeightsConfig, data: DataConfig | None = None) -> WeightFit:
     """Fit ``scorer``'s learned attribute weights on ``cfg.train`` pairs (in place: the scorer then scores with
     them); report uniform vs fitted pair accuracy there and on ``cfg.eval``. :func:`save_attribute_weights`
     writes them to the model directory."""
@@ -118,7 +120,7 @@ def fit_attribute_weights(scorer: Scorer, cfg: AttributeWeightsConfig) -> Weight
         raise ValueError(f"fitting attribute weights needs a multi-attribute model with weighting learned; this "
                          f"one has head {spec.head!r}, weighting {spec.weighting!r}")
     k = spec.num_labels
-    z_c, z_r = pair_attribute_outputs(scorer, load_weight_pairs(cfg.train, cfg))
+    z_c, z_r = pair_attribute_outputs(scorer, load_weight_pairs(cfg.train, cfg, data))
     logits, scale = fit_weight_logits(z_c, z_r, cfg.steps, cfg.lr)
     uniform, fitted = torch.full((k,), 1.0 / k), logits.softmax(0)
 
@@ -128,7 +130,7 @@ def fit_attribute_weights(scorer: Scorer, cfg: AttributeWeightsConfig) -> Weight
 
     held_out = None
     if cfg.eval is not None:
-        held_out = both(*pair_attribute_outputs(scorer, load_weight_pairs(cfg.eval, cfg)))
+        held_out = both(*pair_attribute_outputs(scorer, load_weight_pairs(cfg.eval, cfg, data)))
     with torch.no_grad():
         scorer.model.extras.attribute_logits.copy_(logits.to(scorer.model.extras.attribute_logits))
     fit = WeightFit(attributes=list(spec.attributes or []), weights=[float(x) for x in fitted], scale=scale,

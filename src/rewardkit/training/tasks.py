@@ -327,7 +327,8 @@ class RankedTask(Task):
             encoded = encoder.encode_group([renderer.render(ex.prompt, r) for r in ex.responses], ex.where)
             kept = [(s, rank) for s, rank in zip(encoded, ex.ranks, strict=True) if s is not None]
             seqs, ranks = [s for s, _ in kept], [rank for _, rank in kept]
-            if len(seqs) >= 2 and len(set(ranks)) >= 2:
+            # an all-tied list carries a signal only for the soft tie term (A/B ties with data.ties: train)
+            if len(seqs) >= 2 and (len(set(ranks)) >= 2 or self.loss_cfg.ties == "soft"):
                 out.append(EncodedRanked(seqs, ranks, ex.where))
         return out
 
@@ -381,7 +382,8 @@ class RankedTask(Task):
             d = r[:, None] - r[None, :]
             wins += int((d[better] > 0).sum())
             pairs += int(better.sum())
-            loss_terms.append(float(bradley_terry(d[better], torch.zeros_like(d[better]))))
+            if better.any():  # a tied pair has no winner to score
+                loss_terms.append(float(bradley_terry(d[better], torch.zeros_like(d[better]))))
         m["ranked_pairs"] = pairs  # not "pairs": that key marks pairwise metrics in reports
         m["pair_accuracy"] = wins / pairs if pairs else None
         m["loss"] = sum(loss_terms) / len(loss_terms) if loss_terms else None
