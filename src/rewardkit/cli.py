@@ -278,23 +278,8 @@ def _train_fields() -> str:
     return config_help(RunConfig)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rewardkit", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="train a reward model from a YAML config",
-                       description="Train a reward model. Any config field can be overridden: --train.lr 3e-5",
-                       epilog="config fields (YAML keys; --KEY VALUE overrides one):\n" + _train_fields(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("config", help="YAML config file (see configs/)")
-    t.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
-    t.add_argument("--num-processes", type=int, default=None,
-                   help="data-parallel processes: re-runs itself through `accelerate launch` (GPUs, or gloo on CPU)")
-    t.add_argument("--accelerate-config", default=None,
-                   help="Accelerate config file for the launch, e.g. configs/accelerate/fsdp.yaml")
-    t.set_defaults(func=cmd_train, overrides=True)
-
+def _add_eval_parser(sub) -> None:
+    """`rewardkit eval`: metrics of a saved model on a file, or a standard benchmark suite (--suite)."""
     e = sub.add_parser("eval", help="evaluate a saved model: pairs, binary labels, scalar ratings, ranked lists")
     e.add_argument("model", help="model directory or training run directory, or any transformers "
                    "*ForSequenceClassification reward model (a directory or a hub id), read as transformers reads it")
@@ -324,6 +309,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--baseline", metavar="MODEL2", default=None, help="with --suite: also score this model and "
                    "compare section by section")
     e.set_defaults(func=cmd_eval, overrides=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rewardkit", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a reward model from a YAML config",
+                       description="Train a reward model. Any config field can be overridden: --train.lr 3e-5",
+                       epilog="config fields (YAML keys; --KEY VALUE overrides one):\n" + _train_fields(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("config", help="YAML config file (see configs/)")
+    t.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    t.add_argument("--num-processes", type=int, default=None,
+                   help="data-parallel processes: re-runs itself through `accelerate launch` (GPUs, or gloo on CPU)")
+    t.add_argument("--accelerate-config", default=None,
+                   help="Accelerate config file for the launch, e.g. configs/accelerate/fsdp.yaml")
+    t.set_defaults(func=cmd_train, overrides=True)
+
+    _add_eval_parser(sub)
 
     w = sub.add_parser("fit-weights", help="fit a multi-attribute model's learned weighting on preference pairs",
                        description="Stage 2 of `model.weighting: learned` (as ArmoRM): fit the K attribute weights "

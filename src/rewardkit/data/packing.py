@@ -265,7 +265,7 @@ def token_budget_batches(costs: list[int], max_tokens: int, order: list[int], me
 def padded_budget_batches(widths: list[int], rows_per_example: int, max_tokens: int,
                           order: list[int], max_examples: int | None = None) -> list[list[int]]:
     """Like :func:`token_budget_batches` for padded batches: cost = rows x the widest example so far; at most
-    ``max_examples`` examples per batch when given. Shared by training and :mod:`rewardkit.serve.scorer`."""
+    ``max_examples`` examples per batch when given. Shared by training and :mod:`rewardkit.scoring`."""
     batches: list[list[int]] = []
     cur: list[int] = []
     widest = 0

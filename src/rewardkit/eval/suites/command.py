@@ -9,7 +9,7 @@ from .runner import format_suite, run_suite
 
 
 def _scorer(path: str, template: str):
-    from ...serve.scorer import Scorer
+    from ...scoring import Scorer
 
     scorer = Scorer.from_pretrained(path)
     if template != "auto":  # --data.template chat|plain overrides how the conversation is rendered
