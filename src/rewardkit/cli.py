@@ -181,7 +181,8 @@ def cmd_score(args, overrides: list[str]) -> int:
     from .serve.batch import score_file
 
     scorer = _scorer(args)
-    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid)
+    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid,
+                   overwrite=args.overwrite)
     extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
     extra += f", {r.dropped} dropped as too long" if r.dropped else ""
     print(f"scored {r.sequences} sequences from {r.records} records in {r.seconds:.1f} s "
@@ -324,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output file; its extension sets the format")
     s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
                    help="skip: keep invalid records with null rewards and count them")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
     _scoring_options(s, normalize_help="apply the model's stored mean/std")
     s.set_defaults(func=cmd_score)
 
