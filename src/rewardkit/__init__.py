@@ -14,13 +14,13 @@ __version__ = "0.1.0"
 from .config import RunConfig, load_config  # noqa: E402
 
 
-def train(config, resume: bool = False):
+def train(config, resume: bool = False, overwrite: bool = False):
     """Train a reward model; ``config`` is a :class:`RunConfig`, a YAML path or a dict. See ``rewardkit.training.trainer``."""
     from .training.trainer import _as_config
     from .training.trainer import train as _train
 
     cfg = _as_config(config)
-    result = _train(cfg, resume=resume)
+    result = _train(cfg, resume=resume, overwrite=overwrite)
     if cfg.attribute_weights is not None:  # stage 2 of weighting: learned, on the saved model (main process)
         from .training.attribute_weights import run_weight_stage
 

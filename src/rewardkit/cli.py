@@ -41,8 +41,10 @@ def cmd_train(args, overrides: list[str]) -> int:
         from .training.distributed import relaunch_command
 
         cmd = relaunch_command(args.config, overrides, args.num_processes, args.accelerate_config, args.resume)
+        if args.overwrite:
+            cmd.insert(cmd.index("train") + 2, "--overwrite")
         return subprocess.run(cmd).returncode
-    result = train(cfg, resume=args.resume)
+    result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     from .training.distributed import is_main_launch
 
     if not is_main_launch():  # every process has the metrics; one prints them
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a reward model. Any config field can be overridden: --train.lr 3e-5")
     t.add_argument("config", help="YAML config file (see configs/)")
     t.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace a finished run (or checkpoints) in output_dir "
+                   "(removed only once the new run's data and model are validated)")
     t.add_argument("--num-processes", type=int, default=None,
                    help="data-parallel processes: re-runs itself through `accelerate launch` (GPUs, or gloo on CPU)")
     t.add_argument("--accelerate-config", default=None,
@@ -377,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.func(args, rest)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError) as e:
         print(f"rewardkit: error: {e}", file=sys.stderr)
         return 2
 

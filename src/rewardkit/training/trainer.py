@@ -48,6 +48,7 @@ from .distributed import (
 from .early_stopping import EarlyStopping, check_config
 from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
+from .run_dir import check_output_dir, claim_output_dir
 from .tasks import PairTask, make_task
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,11 @@ class _Logger:
             self.tb.close()
 
 
-def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainResult:
-    """Train a pairwise reward model as ``config`` says; returns the model and its held-out metrics."""
+def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train a pairwise reward model as ``config`` says; returns the model and its held-out metrics.
+
+    An ``output_dir`` holding a finished run (or checkpoints) is refused unless ``resume`` or ``overwrite``.
+    """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
@@ -164,12 +168,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     accelerator = make_accelerator()  # also multi-process on CPU (gloo); see training/distributed.py
     device, main = accelerator.device, accelerator.is_main_process
     out = Path(cfg.output_dir)
-    if not resume and list_checkpoints(out / "checkpoints"):
-        raise FileExistsError(f"{out / 'checkpoints'} holds checkpoints of an earlier run: pass --resume to continue "
-                              "it, or choose another output_dir")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
+    check_output_dir(out, resume, overwrite, bool(list_checkpoints(out / "checkpoints")))  # training/run_dir.py
     set_seed(tc.seed)
     use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and bf16_is_fast(device))
     t_start = time.time()
@@ -197,6 +196,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
         log.info("over-length (train, policy %s): %s", cfg.data.truncation, train_trunc)
     if not train_pairs:
         raise ValueError("no training pairs left after validation and the over-length policy")
+    if main:  # only now: a run that fails validation leaves an earlier run's config.yaml as it was
+        claim_output_dir(out, dump_config(cfg), overwrite)
 
     world, rank = accelerator.num_processes, accelerator.process_index
     lengths = [task.length(p) for p in train_pairs]
