@@ -445,9 +445,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data.update(loaded)
     data = apply_overrides(data, overrides or [])
     try:
-        return from_dict(RunConfig, data)
+        cfg = from_dict(RunConfig, data)
+        check_ranges(cfg)  # every numeric field in its range, the key named (config_ranges.py)
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def check_ranges(cfg: Any) -> None:
+    from .config_ranges import check_ranges as check
+
+    check(cfg)
 
 
 def dump_config(cfg: RunConfig) -> str:

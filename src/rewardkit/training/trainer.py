@@ -394,6 +394,9 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
 
 def _as_config(config) -> RunConfig:
     if isinstance(config, RunConfig):
+        from ..config_ranges import check_ranges
+
+        check_ranges(config)  # a RunConfig built in Python skipped load_config's range checks
         return config
     if isinstance(config, dict):
         return load_config(None, None, base=config)
