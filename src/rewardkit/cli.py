@@ -200,7 +200,9 @@ def cmd_serve(args, overrides: list[str]) -> int:
     cfg = ServerConfig(max_items=args.max_items, max_text_chars=args.max_text_chars,
                        max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, api_key=os.environ.get(args.api_key_env) or None,
-                       normalize=args.normalize)
+                       normalize=args.normalize, max_request_chars=args.max_request_chars,
+                       max_queue_chars=args.max_queue_chars, body_timeout_s=args.body_timeout,
+                       keep_alive_s=args.keep_alive, shutdown_timeout_s=args.shutdown_timeout)
     serve(_scorer(args), host=args.host, port=args.port, cfg=cfg)
     return 0
 
@@ -341,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-items", type=int, default=1024, help="most items per request (422 above)")
     v.add_argument("--max-text-chars", type=int, default=100_000, help="longest text per field (422 above)")
     v.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest body (413 above)")
+    v.add_argument("--max-request-chars", type=int, default=2_000_000, help="most text characters in one request, "
+                   "all items together (422 above)")
+    v.add_argument("--max-queue-chars", type=int, default=8_000_000, help="most text characters of all requests "
+                   "in flight (503 with Retry-After above)")
+    v.add_argument("--body-timeout", type=float, default=30.0, help="seconds for the whole body to arrive (408)")
+    v.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle connection stays open")
+    v.add_argument("--shutdown-timeout", type=float, default=30.0, help="on SIGTERM, seconds to finish requests "
+                   "in flight before closing connections")
     v.add_argument("--api-key-env", default="REWARDKIT_API_KEY",
                    help="environment variable holding the bearer token; unset: no authentication")
     _scoring_options(v, normalize_help="return normalised rewards by default")
