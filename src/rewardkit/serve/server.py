@@ -35,6 +35,7 @@ import torch
 
 from ..data.errors import DataError
 from ..data.readers import Record
+from ..data.text_checks import DuplicateKey, surrogate_error, unique_keys
 from ..data.tokenize import Dropped, Encoded
 from .adapters import query_settings
 from .items import parse_single, rendered_query, split_query
@@ -358,9 +359,17 @@ async def _read_json(request, limit: int, timeout_s: float = 30.0) -> object:
     except TimeoutError:
         raise HTTPError(408, f"the request body did not arrive within {timeout_s:g} s") from None
     try:
-        return json.loads(b"".join(chunks))
+        body = json.loads(b"".join(chunks), object_pairs_hook=unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise _invalid([], f"invalid JSON: {e}", "json_invalid") from None
+    except DuplicateKey as e:
+        raise _invalid([], f"{e}: remove the repeated key (JSON keeps only its last value)", "duplicate_key") from None
+    bad = surrogate_error(body, "request", None)  # a lone "\ud800" would crash the tokenizer: a 422 instead
+    if bad is not None:
+        loc = [int(p) if p.isdigit() else p for p in (bad.field or "").replace("[", ".").replace("]", "").split(".")
+               if p]
+        raise _invalid(loc, bad.message, bad.reason)
+    return body
 
 
 def create_app(scorer: Scorer, cfg: ServerConfig | None = None):
