@@ -32,7 +32,7 @@ from ..losses import get_pairwise_loss
 from ..models.packed import pack_settings, select_attention
 from ..models.reward_model import ModelMeta, RewardModel, build_model
 from ..serve.scorer import Scorer, score_sequences
-from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import MARKER, list_checkpoints, load_checkpoint, save_checkpoint
 from .distributed import (
     LocalBatch,
     check_backend,
@@ -46,6 +46,7 @@ from .distributed import (
     shards_parameters,
 )
 from .early_stopping import EarlyStopping, check_config
+from .manifest import resume_checkpoint
 from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
 from .run_dir import check_output_dir, claim_output_dir
@@ -252,10 +253,11 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
         found = list_checkpoints(ckpt_root)
         if not found:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {ckpt_root}")
-        state = load_checkpoint(found[-1], raw_model, optimizer, scheduler)
+        # verified against its manifest; a damaged one is skipped with a warning for the one before (manifest.py)
+        path, state = resume_checkpoint(found, MARKER, lambda p: load_checkpoint(p, raw_model, optimizer, scheduler))
         if stopper is not None:
-            stopper.load(state.get("early_stopping"), found[-1])
-        log.info("resumed from %s at step %d", found[-1], state["step"])
+            stopper.load(state.get("early_stopping"), path)
+        log.info("resumed from %s at step %d", path, state["step"])
 
     baseline = (longer_wins_baseline([p.chosen_chars for p in eval_pairs], [p.rejected_chars for p in eval_pairs])
                 if isinstance(task, PairTask) else None)
