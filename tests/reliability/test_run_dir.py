@@ -24,6 +24,9 @@ def test_finished_run_is_refused_unless_overwrite_and_failed_validation_keeps_it
     out = tmp_path / "run"
     cfg = _cfg(tmp_path, tiny_model_dir("llama"), hh_file, out)
     rewardkit.train(cfg)
+    data = json.loads((out / "summary.json").read_text())["data"]
+    # no eval split: no eval truncation counts (they used to repeat the train ones)
+    assert data["eval_truncation"] is None and data["train_truncation"]["sequences"] > 0
     weights = (out / "model" / "model.safetensors").read_bytes()
     config = (out / "config.yaml").read_text()
     with pytest.raises(FileExistsError, match="holds a finished run .*pass --overwrite"):

@@ -190,7 +190,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
         encoder.stats.counts.clear()
         eval_pairs = task.encode(task.load(cfg.data.eval, cfg.data, report), renderer, encoder)
     data_summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "invalid": report.summary(),
-                    "train_truncation": train_trunc, "eval_truncation": encoder.stats.summary()}
+                    "train_truncation": train_trunc,
+                    "eval_truncation": encoder.stats.summary() if cfg.data.eval is not None else None}
     if main:
         log.info("data: %d train pairs, %d eval pairs; invalid skipped: %d %s", len(train_pairs), len(eval_pairs),
                  report.total, dict(report.skipped))
