@@ -173,3 +173,43 @@ def test_client_disconnect_is_not_a_500_or_a_traceback(scorer, caplog):
         assert server.metric("/score", 500) == 0
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "client disconnected" in caplog.text
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: ~10 s quiet, more when loaded
+def test_sigterm_stops_rewardkit_serve_within_its_deadline_with_a_stalled_client(scorer, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+
+    model_dir = tmp_path / "model"
+    scorer.model.save_pretrained(model_dir, scorer.tokenizer, scorer.meta)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rewardkit", "serve", str(model_dir), "--port", str(port),
+                             "--body-timeout", "300", "--shutdown-timeout", "2"], env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sock = None
+    try:
+        client = Running.__new__(Running)
+        client.port = port
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                client.get("/health")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+                time.sleep(0.2)
+        sock = _stalled_body(port)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)  # before: it waited for the stalled client forever
+        assert time.monotonic() - t0 < 30
+    finally:
+        if sock is not None:
+            sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
