@@ -83,7 +83,7 @@ def main() -> None:
             if args.select_steps:
                 chosen_steps = select_steps(path, over, args.select_steps, key, out / path.stem / f"seed{seed}-select")
                 over += ["--train.max_steps", str(chosen_steps)]
-            result = rewardkit.train(load_config(path, over))
+            result = rewardkit.train(load_config(path, over), overwrite=True)  # a rerun replaces its runs
             m, z = result.metrics["eval"], result.metrics["zero_shot"]
             row = {"recipe": path.stem, "seed": seed, "steps": chosen_steps or args.steps, "metric": key,
                    "zero_shot": z.get(key),
@@ -123,7 +123,7 @@ def select_steps(path: Path, over: list[str], every: int, key: str, out: Path) -
            "--train.eval_zero_shot", "false", "--train.early_stopping.metric", key, "--output_dir", str(out)]
     import rewardkit
 
-    early = rewardkit.train(load_config(path, over + dev)).metrics["early_stopping"]
+    early = rewardkit.train(load_config(path, over + dev), overwrite=True).metrics["early_stopping"]
     curve = [(r["step"], r[key]) for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
              if r["split"] == "eval" and r.get(key) is not None]
     print("SELECT", json.dumps({"recipe": path.stem, "dev_records": [cut, train.stop], "curve": curve,

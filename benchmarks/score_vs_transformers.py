@@ -109,7 +109,7 @@ def rewardkit_score(path: Path, records: list[dict], tmp: Path, max_tokens: int,
         reward_model.cls_only = lambda tm: contextlib.nullcontext(False)
     try:
         start = time.perf_counter()
-        score_file(scorer, str(src), str(tmp / "out.jsonl"), progress=False)  # read, render, tokenize, score, write
+        score_file(scorer, str(src), str(tmp / "out.jsonl"), progress=False, overwrite=True)  # rounds: same file
         seconds = time.perf_counter() - start
     finally:
         reward_model.cls_only = shortcut

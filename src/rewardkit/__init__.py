@@ -23,12 +23,13 @@ if TYPE_CHECKING:  # the return types; importing them here would load torch and 
     from .training.trainer import TrainResult
 
 
-def train(config: RunConfig | str | dict, resume: bool = False) -> TrainResult:
+def train(config: RunConfig | str | dict, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train a reward model; ``config`` is a :class:`RunConfig`, a YAML path or a dict. See ``rewardkit.training.trainer``
-    (and ``rewardkit.training.run`` for the stages after it)."""
+    (and ``rewardkit.training.run`` for the stages after it). ``overwrite`` replaces a finished run in
+    ``output_dir`` (refused otherwise)."""
     from .training.run import run_training
 
-    return run_training(config, resume=resume)
+    return run_training(config, resume=resume, overwrite=overwrite)
 
 
 def fit_attribute_weights(model, pairs: str, *, start: int = 0, stop: int | None = None, adapter: str | None = None,

@@ -41,8 +41,10 @@ def cmd_train(args, overrides: list[str]) -> int:
         from .training.distributed import relaunch_command
 
         cmd = relaunch_command(args.config, overrides, args.num_processes, args.accelerate_config, args.resume)
+        if args.overwrite:
+            cmd.insert(cmd.index("train") + 2, "--overwrite")
         return subprocess.run(cmd).returncode
-    result = train(cfg, resume=args.resume)
+    result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     from .training.distributed import is_main_launch
 
     if not is_main_launch():  # every process has the metrics; one prints them
@@ -191,7 +193,8 @@ def cmd_score(args, overrides: list[str]) -> int:
 
     data = data_config(overrides) if overrides else None  # --data.fields.* / --data.format ab
     scorer = _scorer(args)
-    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid, data=data)
+    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid, data=data,
+                   overwrite=args.overwrite)
     extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
     extra += f", {r.dropped} dropped as too long" if r.dropped else ""
     print(f"scored {r.sequences} sequences from {r.records} records in {r.seconds:.1f} s "
@@ -207,7 +210,9 @@ def cmd_serve(args, overrides: list[str]) -> int:
     cfg = ServerConfig(max_items=args.max_items, max_text_chars=args.max_text_chars,
                        max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, api_key=os.environ.get(args.api_key_env) or None,
-                       normalize=args.normalize)
+                       normalize=args.normalize, max_request_chars=args.max_request_chars,
+                       max_queue_chars=args.max_queue_chars, body_timeout_s=args.body_timeout,
+                       keep_alive_s=args.keep_alive, shutdown_timeout_s=args.shutdown_timeout)
     serve(_scorer(args), host=args.host, port=args.port, cfg=cfg)
     return 0
 
@@ -311,22 +316,29 @@ def _add_eval_parser(sub) -> None:
     e.set_defaults(func=cmd_eval, overrides=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rewardkit", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_train_parser(sub) -> None:
+    """`rewardkit train`: its --help lists every config field."""
     t = sub.add_parser("train", help="train a reward model from a YAML config",
                        description="Train a reward model. Any config field can be overridden: --train.lr 3e-5",
                        epilog="config fields (YAML keys; --KEY VALUE overrides one):\n" + _train_fields(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("config", help="YAML config file (see configs/)")
     t.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace a finished run (or checkpoints) in output_dir "
+                   "(removed only once the new run's data and model are validated)")
     t.add_argument("--num-processes", type=int, default=None,
                    help="data-parallel processes: re-runs itself through `accelerate launch` (GPUs, or gloo on CPU)")
     t.add_argument("--accelerate-config", default=None,
                    help="Accelerate config file for the launch, e.g. configs/accelerate/fsdp.yaml")
     t.set_defaults(func=cmd_train, overrides=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rewardkit", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    _add_train_parser(sub)
 
     _add_eval_parser(sub)
 
@@ -357,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output file; its extension sets the format")
     s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
                    help="skip: keep invalid records with null rewards and count them")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
     _scoring_options(s, normalize_help="apply the model's stored mean/std")
     s.set_defaults(func=cmd_score, overrides=True)
 
@@ -368,6 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-items", type=int, default=1024, help="most items per request (422 above)")
     v.add_argument("--max-text-chars", type=int, default=100_000, help="longest text per field (422 above)")
     v.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest body (413 above)")
+    v.add_argument("--max-request-chars", type=int, default=2_000_000, help="most text characters in one request, "
+                   "all items together (422 above)")
+    v.add_argument("--max-queue-chars", type=int, default=8_000_000, help="most text characters of all requests "
+                   "in flight (503 with Retry-After above)")
+    v.add_argument("--body-timeout", type=float, default=30.0, help="seconds for the whole body to arrive (408)")
+    v.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle connection stays open")
+    v.add_argument("--shutdown-timeout", type=float, default=30.0, help="on SIGTERM, seconds to finish requests "
+                   "in flight before closing connections")
     v.add_argument("--api-key-env", default="REWARDKIT_API_KEY",
                    help="environment variable holding the bearer token; unset: no authentication")
     _scoring_options(v, normalize_help="return normalised rewards by default")
@@ -408,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.func(args, rest)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (ConfigError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError) as e:
         print(f"rewardkit: error: {e}", file=sys.stderr)
         return 2
 

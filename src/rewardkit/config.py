@@ -16,6 +16,8 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from .yaml_safety import ExpansionError, brief, check_expansion
+
 Truncation = Literal["truncate_prompt_left", "drop", "error"]
 OnInvalid = Literal["error", "skip"]
 Template = Literal["auto", "chat", "plain"]
@@ -363,22 +365,22 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return _convert(value, arg, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} does not match {_type_name(tp)}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {brief(value)} does not match {_type_name(tp)}")
     if origin is Literal:
         if value not in get_args(tp):
             choices = ", ".join(repr(a) for a in get_args(tp))
-            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+            raise ConfigError(f"{key}: {brief(value)} is not one of {choices}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {brief(value)}")
         (item,) = get_args(tp)
         return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         if isinstance(value, str) and tp is SplitConfig:
             value = {"path": value}
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {brief(value)}")
         return from_dict(tp, value, prefix=f"{key}.")
     if tp is float:
         if isinstance(value, str):
@@ -388,19 +390,19 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {brief(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {brief(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {brief(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {brief(value)}")
         return value
     if tp is Any:
         return value
@@ -444,6 +446,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             key, raw = item[2:], overrides[i + 1]
             i += 2
         value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            check_expansion(value)
+        except ExpansionError as e:
+            raise ConfigError(f"override {item}: {e}") from None
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -468,14 +474,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                                   "plain YAML: python tags and other custom tags are refused") from None
         if loaded is None:
             loaded = {}
+        try:
+            check_expansion(loaded)  # a YAML bomb: refused before anything walks it (yaml_safety.py)
+        except ExpansionError as e:
+            raise ConfigError(f"{path}: not a valid configuration: {e}; write the values out") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, loss, train)")
         data.update(loaded)
     data = apply_overrides(data, overrides or [])
     try:
-        return from_dict(RunConfig, data)
+        cfg = from_dict(RunConfig, data)
+        check_ranges(cfg)  # every numeric field in its range, the key named (config_ranges.py)
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def check_ranges(cfg: Any) -> None:
+    from .config_ranges import check_ranges as check
+
+    check(cfg)
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -60,7 +60,7 @@ def test_api_returns_model_and_metrics_and_same_seed_gives_same_run(tiny_model_d
     cfg = load_config(write_config(tmp_path, tiny_model_dir("llama"), hh_file, max_steps=4))
     a = rewardkit.train(cfg)
     first = params(a.output_dir)
-    b = rewardkit.train(cfg)
+    b = rewardkit.train(cfg, overwrite=True)  # the same output_dir, replaced on purpose
     second = params(b.output_dir)
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert a.metrics["steps"] == 4 and 0.0 <= a.metrics["eval"]["accuracy"] <= 1.0

@@ -107,6 +107,16 @@ PAIR_CASES = [
     Case("margin that is not a number", "bad.jsonl",
          _jsonl(GOOD, {"prompt": "q", "chosen": "a", "rejected": "b", "margin": "big"}), "wrong_type", 2, "margin",
          "expected a number"),
+    Case("margin that is a boolean", "bad.jsonl",
+         _jsonl(GOOD, {"prompt": "q", "chosen": "a", "rejected": "b", "margin": True}), "wrong_type", 2, "margin",
+         "expected a number, got True"),
+    Case("lone surrogate in a response", "bad.jsonl", _jsonl(GOOD, '{"prompt": "q", "chosen": "a\\ud800b", '
+         '"rejected": "b"}'), "invalid_text", 2, "chosen", "lone surrogate (\\ud800 at character 1)"),
+    Case("lone surrogate in message content", "bad.jsonl", _jsonl(GOOD_CHAT, '{"chosen": [{"role": "user", '
+         '"content": "hi"}, {"role": "assistant", "content": "\\udfff"}], "rejected": "x"}'), "invalid_text", 2,
+         "chosen[1].content", "not valid Unicode"),
+    Case("duplicated JSON key", "bad.jsonl", _jsonl(GOOD, '{"prompt": "q", "chosen": "a", "chosen": "b", '
+         '"rejected": "c"}'), "duplicate_key", 2, "chosen", "appears more than once"),
     Case("message with an unknown role", "bad.jsonl",
          _jsonl(GOOD_CHAT, {"chosen": [_user("hi"), {"role": "narrator", "content": "x"}, _bot("a")],
                             "rejected": [_user("hi"), _bot("b")]}), "unknown_role", 2, "chosen[1].role",
@@ -137,6 +147,14 @@ PAIR_CASES = [
          _jsonl(GOOD, {"prompt": "word " * 80, "chosen": "a", "rejected": "b"}), "too_long", 2, "prompt",
          "more than data.max_length=32", data={"max_length": 32, "truncation": "error"}, encode=True,
          skippable=False),
+    Case("response longer than max_length (policy error)", "bad.jsonl",
+         _jsonl(GOOD, {"prompt": "q", "chosen": "a", "rejected": "word " * 80}), "too_long", 2, "rejected",
+         "more than data.max_length=32", data={"max_length": 32, "truncation": "error"}, encode=True,
+         skippable=False),
+    Case("duplicated key in a JSON file", "bad.json", '[{"prompt": "q", "chosen": "a", "rejected": "b", '
+         '"rejected": "c"}]', "duplicate_key", None, "rejected", "appears more than once", skippable=False),
+    Case("lone surrogate in a JSON file", "bad.json", _jsonl(GOOD)[:-1].join("[]")[:-1] + ', {"prompt": '
+         '"\\ud83d", "chosen": "a", "rejected": "b"}]', "invalid_text", 2, "prompt", "lone surrogate"),
     Case("CSV without a needed column", "bad.csv", "prompt,chosen\nq,a\nq,c\n", "missing_field", 2, "rejected",
          "missing", skippable=False),
     Case("CSV row with too few cells", "bad.csv", "prompt,chosen,rejected\nq,a,b\nq,a\n", "missing_field", 3,

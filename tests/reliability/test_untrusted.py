@@ -72,7 +72,11 @@ def test_optimizer_state_is_loaded_with_weights_only(tokenizer_dirs, tmp_path):
     assert load_checkpoint(ckpt, model, opt, sched) == {"step": 1}  # the honest checkpoint loads
     marker = tmp_path / "pwned"
     torch.save({"state": {}, "param_groups": [], "evil": _Payload(marker)}, ckpt / "optimizer.pt")
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    from rewardkit.training.manifest import CheckpointError
+
+    # refused by weights_only, and named: the error says which file (tests/reliability/test_checkpoint_integrity.py)
+    with pytest.raises(CheckpointError, match=r"optimizer\.pt: cannot be loaded \(UnpicklingError: Weights only load "
+                       "failed"):
         load_checkpoint(ckpt, model, opt, sched)
     assert not marker.exists()
 

@@ -95,7 +95,7 @@ def test_early_stopping_turns_on_from_the_command_line(tiny_model_dir, hh_file, 
 @pytest.mark.parametrize("train,data_eval,message", [
     ({"early_stopping": {}}, True, "needs train.eval_every"),
     ({"early_stopping": {}, "eval_every": 1}, False, "needs data.eval"),
-    ({"early_stopping": {"patience": 0}, "eval_every": 1}, True, "patience must be at least 1"),
+    ({"early_stopping": {"patience": 0}, "eval_every": 1}, True, "train.early_stopping.patience: must be >= 1"),
     ({"early_stopping": {"metric": "nonsense"}, "eval_every": 1}, True, "'nonsense' is not an evaluation metric"),
 ])
 def test_early_stopping_settings_that_cannot_work_fail_naming_the_setting(train, data_eval, message, tiny_model_dir,

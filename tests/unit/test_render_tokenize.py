@@ -142,5 +142,9 @@ def test_drop_and_error_policies_in_a_group(tokenizer_dirs):
     long, short = drop.encode_group(group, "f.jsonl:7")
     assert long is None and short == SequenceEncoder(tok, "decoder", 16).encode(group[1])
     assert drop.stats.counts["dropped"] == 1
-    with pytest.raises(DataError, match=r"f\.jsonl:7: field 'prompt': \d+ tokens is more than data.max_length=16"):
+    # the response alone is too long: it is named, not the prompt (a caller's field name when it gives one)
+    with pytest.raises(DataError, match=r"f\.jsonl:7: field 'response': \d+ tokens is more than data.max_length=16 "
+                       "with the response alone"):
         SequenceEncoder(tok, "decoder", 16, "error").encode_group(group, "f.jsonl:7")
+    with pytest.raises(DataError, match=r"field 'chosen': "):
+        SequenceEncoder(tok, "decoder", 16, "error").encode_group(group, "f.jsonl:7", names=("chosen", "rejected"))

@@ -66,7 +66,7 @@ def encode_pairs(pairs: list[Pair], renderer: Renderer, encoder: SequenceEncoder
     for p in pairs:
         # one group: an over-long pair loses the same prompt tokens from both sequences (identical contexts)
         c, r = encoder.encode_group([renderer.render(p.prompt, p.chosen), renderer.render(p.prompt, p.rejected)],
-                                    p.where)
+                                    p.where, names=("chosen", "rejected"))
         if c is None or r is None:
             continue
         out.append(EncodedPair(c, r, p.margin, p.where, _response_chars(p.chosen), _response_chars(p.rejected)))

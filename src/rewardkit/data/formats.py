@@ -148,6 +148,8 @@ def parse_pair(rec: Record, fields: FieldsConfig) -> Pair:
     raw_margin = rec.data.get(fields.margin)
     if raw_margin is not None and raw_margin != "":
         try:
+            if isinstance(raw_margin, bool):  # float(True) is 1.0: a flag is not a margin
+                raise TypeError
             margin = float(raw_margin)
         except (TypeError, ValueError, OverflowError):
             raise DataError(rec.source, rec.line, fields.margin, f"expected a number, got {raw_margin!r:.40}; "

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import DataError, SkipReport
+from .text_checks import DuplicateKey, duplicate_key_error, surrogate_error, unique_keys
 
 BUILTIN_DATA = {
     "hh-rlhf-harmless": "assets/hh-rlhf/harmless-base-test.jsonl.gz",
@@ -104,7 +105,7 @@ def _read_jsonl(p: Path, source: str) -> Iterator[Record | DataError]:
     with _open_bytes(p) as f:
         for lineno, raw in enumerate(f, start=1):
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM, as the CSV reader accepts
             except UnicodeDecodeError as e:
                 yield DataError(source, lineno, None, f"not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
                                 "invalid_utf8")
@@ -112,10 +113,13 @@ def _read_jsonl(p: Path, source: str) -> Iterator[Record | DataError]:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, object_pairs_hook=unique_keys)
             except json.JSONDecodeError as e:
                 yield DataError(source, lineno, None, f"invalid JSON ({e.msg} at column {e.colno}); each line must "
                                 "be one JSON object", "invalid_json")
+                continue
+            except DuplicateKey as e:
+                yield duplicate_key_error(e, source, lineno)
                 continue
             except (ValueError, RecursionError) as e:  # integers over 4300 digits, absurd nesting
                 yield DataError(source, lineno, None, f"unreadable JSON ({_brief(e)}); each line must be one JSON "
@@ -125,14 +129,14 @@ def _read_jsonl(p: Path, source: str) -> Iterator[Record | DataError]:
                 yield DataError(source, lineno, None, f"expected a JSON object, got {type(obj).__name__}; each "
                                 "line must be one object such as {\"prompt\": ..., \"chosen\": ...}", "not_an_object")
                 continue
-            yield Record(obj, source, lineno)
+            yield surrogate_error(obj, source, lineno) or Record(obj, source, lineno)
 
 
 def _read_json(p: Path, source: str) -> Iterator[Record | DataError]:
     with _open_bytes(p) as f:
         raw = f.read()
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        obj = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=unique_keys)
     except UnicodeDecodeError as e:
         raise DataError(source, None, None, f"not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
                         "invalid_utf8") from None
@@ -143,6 +147,8 @@ def _read_json(p: Path, source: str) -> Iterator[Record | DataError]:
             return
         raise DataError(source, e.lineno, None, f"invalid JSON ({e.msg}); a .json file must hold one array of "
                         "objects (use .jsonl for one object per line)", "invalid_json") from None
+    except DuplicateKey as e:
+        raise duplicate_key_error(e, source, None) from None
     except (ValueError, RecursionError) as e:  # integers over 4300 digits, absurd nesting
         raise DataError(source, None, None, f"unreadable JSON ({_brief(e)}); a .json file must hold one array of "
                         "objects of plain values", "invalid_json") from None
@@ -161,7 +167,7 @@ def _read_json(p: Path, source: str) -> Iterator[Record | DataError]:
             yield DataError(source, i, None, f"item {i} is a {type(item).__name__}, expected an object; every "
                             "item of the array must be one record", "not_an_object")
             continue
-        yield Record(item, source, i)
+        yield surrogate_error(item, source, i) or Record(item, source, i)
 
 
 def _read_csv(p: Path, source: str) -> Iterator[Record | DataError]:

@@ -14,10 +14,12 @@ they keep an identical prompt.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .char_bound import char_bound, cut_rendered, enough_tokens, longest_token_chars
 from .errors import DataError
 from .render import Rendered
 
@@ -52,6 +54,8 @@ class _Parts:
     response: list
     total: int
     build: Callable[[list, list], Encoded]
+    cut: bool = False
+    """The text was cut by characters first (data/char_bound.py): ``total`` is then a lower bound."""
 
 
 class Dropped(Exception):
@@ -77,6 +81,7 @@ class SequenceEncoder:
         self._special = set(tokenizer.all_special_ids) | {i for i, t in added.items() if getattr(t, "special", False)}
         if max_length < 4:
             raise ValueError("data.max_length must be at least 4")
+        self._char_bound = char_bound(max_length, longest_token_chars(tokenizer))
 
     def encode(self, rendered: Rendered, where: str = "") -> Encoded:
         """Encode one example; raises :class:`Dropped` or :class:`DataError` for over-long ones per policy."""
@@ -85,7 +90,8 @@ class SequenceEncoder:
             raise Dropped(where)
         return out
 
-    def encode_group(self, rendered: Sequence[Rendered], where: str = "") -> list[Encoded | None]:
+    def encode_group(self, rendered: Sequence[Rendered], where: str = "",
+                     names: Sequence[str] | None = None) -> list[Encoded | None]:
         """Encode the sequences of one group (a pair, or the K responses of a ranked list) of the same prompt.
 
         ``truncate_prompt_left`` cuts the *same* number of prompt tokens from every member: enough for the
@@ -93,24 +99,43 @@ class SequenceEncoder:
         packing can share it). A member whose response alone is too long loses its whole prompt and the start
         of its response, and the others then lose their whole prompt too. ``drop`` gives None for each
         over-long member (the caller drops the pair, or keeps the other responses of a ranked list); ``error``
-        raises at the first over-long member.
+        raises at the first over-long member, naming the prompt, or the response (``names[i]``, e.g.
+        ``rejected``) when that alone is too long.
         """
         parts = []
         for r in rendered:
             self.stats.counts["sequences"] += 1
-            parts.append(self._split_pair(r) if self.kind == "encoder" else self._split_causal(r))
+            parts.append(self._split(r))
         excess = [p.total - self.max_length for p in parts]
         if self.truncation in ("error", "drop"):
             if self.truncation == "error" and max(excess) > 0:
                 src, _, line = where.rpartition(":")
-                total = parts[max(range(len(parts)), key=excess.__getitem__)].total
-                raise DataError(src or where, int(line) if line.isdigit() else None, "prompt",
-                                f"{total} tokens is more than data.max_length={self.max_length}; raise max_length "
-                                "or set data.truncation to truncate_prompt_left or drop", "too_long")
+                worst = max(range(len(parts)), key=excess.__getitem__)
+                p = parts[worst]
+                alone = p.total - len(p.prompt) > self.max_length  # even without any prompt it is too long
+                name = (names[worst] if names else "response") if alone else "prompt"
+                raise DataError(src or where, int(line) if line.isdigit() else None, name,
+                                f"{'at least ' if p.cut else ''}{p.total} tokens is more than data.max_length="
+                                f"{self.max_length}" + (" with the response alone" if alone else "") +
+                                "; raise max_length or set data.truncation to truncate_prompt_left or drop",
+                                "too_long")
             self.stats.counts["dropped"] += sum(e > 0 for e in excess)
             return [None if e > 0 else p.build(p.prompt, p.response) for p, e in zip(parts, excess, strict=True)]
         cut = max(0, max(excess))  # the same left cut for every member: the longest one decides
         return [self._cut(p, cut, e) for p, e in zip(parts, excess, strict=True)]
+
+    def _split(self, r: Rendered) -> _Parts:
+        """Split ``r``, cutting an absurdly long prompt or response by characters first (data/char_bound.py)."""
+        split = self._split_pair if self.kind == "encoder" else self._split_causal
+        if self._char_bound is None:
+            return split(r)
+        short, cut_p, cut_r = cut_rendered(r, self._char_bound)
+        if not (cut_p or cut_r):
+            return split(r)
+        parts = split(short)
+        if not enough_tokens(len(parts.prompt), len(parts.response), cut_p, cut_r, self.max_length):
+            return split(r)  # characters that make few tokens (e.g. whitespace runs): tokenize it whole
+        return dataclasses.replace(parts, cut=True)
 
     # -- decoders -------------------------------------------------------------------------------------------
     def _split_causal(self, r: Rendered) -> _Parts:

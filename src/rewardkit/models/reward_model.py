@@ -24,6 +24,7 @@ from .cls_readout import cls_only
 from .heads import HeadExtras, HeadSpec, RewardOutput, combine, spec_from_config
 from .packed import packed_outputs
 from .readout import mean_mask, read_out
+from .weights_check import check_weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,9 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
               "ignore_mismatched_sizes": spec.num_labels != 1}
     if gguf:
         kwargs["gguf_file"] = gguf
+    else:  # pickle-only or truncated weights: an error naming the file before transformers opens it
+        check_weights_dir(path, "backbone")
+        kwargs["use_safetensors"] = True
     torch.manual_seed(cfg.init_seed if cfg.init_seed is not None else seed)  # the new head's initialisation
     hf = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     if gguf:
@@ -250,6 +254,7 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
                                 "safetensors only, since pickle files can run code when loaded. If you trust the "
                                 "file, convert it once: model.save_pretrained(dir, safe_serialization=True)")
     meta = ModelMeta.load(directory)
+    check_weights_dir(directory, "reward model")  # a truncated safetensors file: named, not a traceback
     hf = AutoModelForSequenceClassification.from_pretrained(
         directory, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
     hf.eval()

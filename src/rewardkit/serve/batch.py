@@ -23,6 +23,7 @@ from ..data.errors import DataError, SkipReport
 from ..data.formats import Text, _text_or_messages
 from ..data.readers import Record, read_records
 from ..data.tokenize import Dropped, Encoded
+from ..io_safety import atomic_write, check_output
 from .items import Single, parse_item
 from .scorer import Scorer
 
@@ -53,11 +54,13 @@ def output_format(path: str | Path) -> OutputFormat:
 
 def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: bool = False,
                on_invalid: Literal["error", "skip"] = "error", progress: bool = True,
-               data: DataConfig | None = None) -> ScoreFileResult:
+               data: DataConfig | None = None, overwrite: bool = False) -> ScoreFileResult:
     """Score every record of ``input_path`` and write them, with rewards added, to ``output_path``.
 
     ``data`` (``--data.*`` overrides) maps field names (``data.fields``); with ``data.format: ab`` both responses
-    of an A/B judgment are scored (``reward_a``, ``reward_b``; the winner is not needed)."""
+    of an A/B judgment are scored (``reward_a``, ``reward_b``; the winner is not needed). The output is written to
+    a temporary file and renamed into place; an existing output is refused unless ``overwrite``, and the input
+    itself always is (see :mod:`rewardkit.io_safety`)."""
     import time
 
     from tqdm.auto import tqdm
@@ -65,6 +68,7 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
     fmt = output_format(output_path)
+    check_output(output_path, (input_path,), overwrite)  # before any work: a refused output wastes none
     if normalize and not scorer.meta.normalization:
         scorer.normalize([])  # raises the explanatory error before any work is done
     start = time.perf_counter()
@@ -131,23 +135,31 @@ def _null_rewards(data: dict, cfg: DataConfig | None = None) -> dict:
         {"reward": None}
 
 
-def _open_text_out(path: Path):
-    if path.suffix == ".gz":
+def _open_text_out(path: Path, gz: bool):
+    if gz:
         return io.TextIOWrapper(gzip.open(path, "wb"), encoding="utf-8", newline="")
     return open(path, "w", encoding="utf-8", newline="")
 
 
 def write_records(rows: list[dict], path: str | Path, fmt: OutputFormat) -> None:
-    """Write ``rows`` as jsonl/json/csv/parquet; in CSV, list and dict values are written as JSON text."""
+    """Write ``rows`` as jsonl/json/csv/parquet; in CSV, list and dict values are written as JSON text.
+
+    Atomically: a temporary file is renamed to ``path`` once complete, so a killed write never leaves a
+    truncated file under the output's name.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
+        _write_rows(rows, tmp, fmt, gz=path.suffix == ".gz")
+
+
+def _write_rows(rows: list[dict], path: Path, fmt: OutputFormat, gz: bool) -> None:
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         pq.write_table(pa.Table.from_pylist(rows), path)
         return
-    with _open_text_out(path) as f:
+    with _open_text_out(path, gz) as f:
         if fmt == "jsonl":
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -35,9 +35,11 @@ import torch
 
 from ..data.errors import DataError
 from ..data.readers import Record
+from ..data.text_checks import DuplicateKey, surrogate_error, unique_keys
 from ..data.tokenize import Dropped, Encoded
 from .adapters import query_settings
 from .items import parse_single, rendered_query, split_query
+from .limits import Admission, Busy, in_slices, item_chars, text_chars
 from .metrics import ServerMetrics
 from .scorer import Scorer, scoring_batches
 
@@ -65,13 +67,30 @@ class ServerConfig:
     """When set, `/score` and `/get_reward` need `Authorization: Bearer <api_key>` (401 otherwise)."""
     normalize: bool = False
     """Return normalised rewards by default (the model must have statistics)."""
+    max_request_chars: int = 2_000_000
+    """Most characters of text in one request, all items together; more is a 422 (serve/limits.py)."""
+    max_queue_chars: int = 8_000_000
+    """Most characters of all requests admitted and not yet answered; one more is a 503 with Retry-After."""
+    tokenize_slice_chars: int = 100_000
+    """A request is tokenized in slices of about this many characters, one at a time, so a small request waits
+    for one slice of a large one, not for all of it."""
+    body_timeout_s: float = 30.0
+    """The whole body must arrive within this many seconds (408 after): a stalled client frees its socket."""
+    keep_alive_s: float = 5.0
+    """Close an idle keep-alive connection after this many seconds."""
+    shutdown_timeout_s: float = 30.0
+    """On SIGTERM, wait at most this long for requests in flight, then close the remaining connections."""
 
     def __post_init__(self):
-        for name in ("max_items", "max_text_chars", "max_body_bytes", "max_tokens", "max_batch"):
+        for name in ("max_items", "max_text_chars", "max_body_bytes", "max_tokens", "max_batch", "max_request_chars",
+                     "max_queue_chars", "tokenize_slice_chars"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
+        for name in ("body_timeout_s", "keep_alive_s", "shutdown_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
 
 
 class HTTPError(Exception):
@@ -203,6 +222,7 @@ class RewardService:
         # one tokenizer thread: keeps tokenization off the event loop and out of the model thread's way
         self._tok_thread = ThreadPoolExecutor(1, thread_name_prefix="rewardkit-tokenize")
         self._chat_queries, self._pad_text = query_settings(scorer)
+        self.admission = Admission(cfg.max_queue_chars)
         if cfg.normalize and not scorer.meta.normalization:
             scorer.normalize([])  # raises the explanatory error at start-up
 
@@ -228,9 +248,17 @@ class RewardService:
                            "request", "too_many_items")
         return items
 
-    def _encode_score_items(self, items: list) -> list[Encoded | None]:
+    def _bounded(self, body: object):
+        """Admit a request under the per-request and queue character bounds (serve/limits.py)."""
+        chars = text_chars(body)
+        if chars > self.cfg.max_request_chars:
+            raise _invalid([], f"the request holds {chars} characters of text, more than the limit of "
+                           f"{self.cfg.max_request_chars} per request; split it", "too_long")
+        return self.admission.admit(chars)
+
+    def _encode_score_items(self, items: list, offset: int = 0) -> list[Encoded | None]:
         out = []
-        for i, data in enumerate(items):
+        for i, data in enumerate(items, start=offset):
             if not isinstance(data, dict):
                 raise _invalid(["items", i], f"expected an object, got {type(data).__name__}", "type_error")
             for name in ("prompt", "response", "messages"):
@@ -246,13 +274,18 @@ class RewardService:
                 out.append(None)  # over-long under the `drop` policy: a null reward
         return out
 
-    def _encode_queries(self, body: object) -> tuple[list[Encoded | None], list[float]]:
+    def _query_lists(self, body: object) -> tuple[list, list | None]:
         queries = self._item_list(body, "query")
         prompts = body.get("prompts") if isinstance(body, dict) else None
         if prompts is not None and (not isinstance(prompts, list) or len(prompts) != len(queries)):
             raise _invalid(["prompts"], "expected a list as long as 'query' (or null)", "type_error")
+        return queries, prompts
+
+    def _encode_queries(self, body: object, start: int = 0, stop: int | None = None) -> tuple[list, list[float]]:
+        queries, prompts = self._query_lists(body)
         out, matched = [], []
-        for i, q in enumerate(queries):
+        for i in range(start, len(queries) if stop is None else stop):
+            q = queries[i]
             if not isinstance(q, str) or not q.strip():
                 raise _invalid(["query", i], "expected non-empty text", "type_error")
             self._check_len(q, ["query", i])
@@ -286,16 +319,23 @@ class RewardService:
             raise _invalid(["normalize"], "expected true or false", "type_error")
         if normalize and not self.scorer.meta.normalization:
             raise _invalid(["normalize"], "this model has no normalisation statistics", "value_error")
-        loop = asyncio.get_running_loop()
-        seqs = await loop.run_in_executor(self._tok_thread, self._encode_score_items, items)
-        return {"rewards": await self._rewards(seqs, normalize)}
+        with self._bounded(body):
+            seqs = await in_slices(self._tok_thread, lambda a, b: self._encode_score_items(items[a:b], a),
+                                   item_chars(items), self.cfg.tokenize_slice_chars)
+            return {"rewards": await self._rewards(seqs, normalize)}
 
     async def get_reward(self, body: object) -> dict:
         if not isinstance(body, dict):
             raise _invalid([], "expected an object with 'query' (and 'prompts', 'labels')", "type_error")
-        loop = asyncio.get_running_loop()
-        seqs, matched = await loop.run_in_executor(self._tok_thread, self._encode_queries, body)
-        rewards = await self._rewards(seqs, self.cfg.normalize)
+        queries, prompts = self._query_lists(body)
+        with self._bounded(body):
+            pairs = await in_slices(self._tok_thread, lambda a, b: list(zip(*self._encode_queries(body, a, b),
+                                                                            strict=True)),
+                                    [max(1, text_chars(q) + text_chars(p)) for q, p in
+                                     zip(queries, prompts or [None] * len(queries), strict=True)],
+                                    self.cfg.tokenize_slice_chars)
+            seqs, matched = [s for s, _ in pairs], [m for _, m in pairs]
+            rewards = await self._rewards(seqs, self.cfg.normalize)
         return {"rewards": rewards, "scores": rewards, "extra_logs": {"query_split_on_prompt": matched}}
 
     def health(self) -> dict:
@@ -304,20 +344,32 @@ class RewardService:
                 "normalization": bool(m.normalization)}
 
 
-async def _read_json(request, limit: int) -> object:
+async def _read_json(request, limit: int, timeout_s: float = 30.0) -> object:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise HTTPError(413, f"request body of {length} bytes is larger than the limit of {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"request body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        async with asyncio.timeout(timeout_s):  # a client that stalls mid-body does not hold its socket forever
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPError(413, f"request body is larger than the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPError(408, f"the request body did not arrive within {timeout_s:g} s") from None
+    try:
+        body = json.loads(b"".join(chunks), object_pairs_hook=unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise _invalid([], f"invalid JSON: {e}", "json_invalid") from None
+    except DuplicateKey as e:
+        raise _invalid([], f"{e}: remove the repeated key (JSON keeps only its last value)", "duplicate_key") from None
+    bad = surrogate_error(body, "request", None)  # a lone "\ud800" would crash the tokenizer: a 422 instead
+    if bad is not None:
+        loc = [int(p) if p.isdigit() else p for p in (bad.field or "").replace("[", ".").replace("]", "").split(".")
+               if p]
+        raise _invalid(loc, bad.message, bad.reason)
+    return body
 
 
 def create_app(scorer: Scorer, cfg: ServerConfig | None = None):
@@ -325,6 +377,7 @@ def create_app(scorer: Scorer, cfg: ServerConfig | None = None):
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
+    from starlette.requests import ClientDisconnect
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
@@ -344,11 +397,16 @@ def create_app(scorer: Scorer, cfg: ServerConfig | None = None):
             try:
                 if not authorized(request):
                     raise HTTPError(401, "missing or wrong bearer token")
-                body = await _read_json(request, cfg.max_body_bytes)
+                body = await _read_json(request, cfg.max_body_bytes, cfg.body_timeout_s)
                 response = JSONResponse(await handler(body))
             except HTTPError as e:
                 headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
                 response = JSONResponse({"detail": e.detail}, status_code=e.status, headers=headers)
+            except Busy as e:
+                response = JSONResponse({"detail": str(e)}, status_code=503, headers={"Retry-After": "1"})
+            except ClientDisconnect:  # not a server error: no traceback, counted apart (nginx's 499)
+                log.info("%s: the client disconnected before sending the whole request", path)
+                response = JSONResponse({"detail": "client disconnected"}, status_code=499)
             except Exception:
                 log.exception("%s failed", path)
                 response = JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
@@ -383,4 +441,10 @@ def serve(scorer: Scorer, host: str = "127.0.0.1", port: int = 8000, cfg: Server
     """Run the server until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(scorer, cfg), host=host, port=port, log_level=log_level)
+    cfg = cfg or ServerConfig()
+    uvicorn.run(create_app(scorer, cfg), host=host, port=port, log_level=log_level, **uvicorn_timeouts(cfg))
+
+
+def uvicorn_timeouts(cfg: ServerConfig) -> dict:
+    """uvicorn's idle keep-alive timeout and graceful-shutdown deadline from ``cfg``."""
+    return {"timeout_keep_alive": cfg.keep_alive_s, "timeout_graceful_shutdown": cfg.shutdown_timeout_s}

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
+from .manifest import CheckpointError, load_file_or_fail, write_manifest
+
 MARKER = "COMPLETE"
 FAULT_ENV = "REWARDKIT_FAULT_PAUSE_CHECKPOINT"
 
@@ -64,7 +66,7 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, sc
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
     if extra is not None:
         extra(tmp)
-    (tmp / MARKER).write_text("ok\n")
+    write_manifest(tmp, MARKER)  # sizes and SHA-256 of every file, verified on resume (training/manifest.py)
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
@@ -95,11 +97,22 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) ->
     """Restore everything saved by :func:`save_checkpoint`; returns the trainer state.
 
     Only tensors and plain containers are unpickled (``weights_only=True``); weights come from safetensors.
+    A file that is missing or does not load is a :class:`~rewardkit.training.manifest.CheckpointError` naming it.
     """
-    load_model(model, str(path / "model.safetensors"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    rng = torch.load(path / "rng.pt", weights_only=True)
-    rng["numpy"] = (rng["numpy"][0], rng["numpy"][1].numpy(), *rng["numpy"][2:])
-    _set_rng_state(rng)
-    return json.loads((path / "trainer_state.json").read_text())
+    def torch_file(p: Path):
+        return torch.load(p, weights_only=True)
+
+    load_file_or_fail(path / "model.safetensors", lambda p: load_model(model, str(p)))
+    load_file_or_fail(path / "optimizer.pt", lambda p: optimizer.load_state_dict(torch_file(p)))
+    load_file_or_fail(path / "scheduler.pt", lambda p: scheduler.load_state_dict(torch_file(p)))
+
+    def rng_file(p: Path) -> None:
+        rng = torch_file(p)
+        rng["numpy"] = (rng["numpy"][0], rng["numpy"][1].numpy(), *rng["numpy"][2:])
+        _set_rng_state(rng)
+
+    load_file_or_fail(path / "rng.pt", rng_file)
+    state = load_file_or_fail(path / "trainer_state.json", lambda p: json.loads(p.read_text()))
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{path / 'trainer_state.json'}: not a trainer state (no integer 'step')")
+    return state

@@ -6,10 +6,10 @@ from __future__ import annotations
 from .trainer import TrainResult, _as_config, train
 
 
-def run_training(config, resume: bool = False) -> TrainResult:
+def run_training(config, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """``config``: a :class:`~rewardkit.config.RunConfig`, a YAML path or a dict."""
     cfg = _as_config(config)
-    result = train(cfg, resume=resume)
+    result = train(cfg, resume=resume, overwrite=overwrite)
     if cfg.attribute_weights is not None:  # stage 2 of weighting: learned, on the saved model (main process)
         from .attribute_weights import run_weight_stage
 

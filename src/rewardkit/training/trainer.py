@@ -31,7 +31,7 @@ from ..losses import get_pairwise_loss
 from ..models.packed import pack_settings, select_attention
 from ..models.reward_model import RewardModel, build_meta, build_model
 from ..scoring import Scorer, score_sequences
-from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import MARKER, list_checkpoints, load_checkpoint, save_checkpoint
 from .distributed import (
     LocalBatch,
     check_backend,
@@ -45,8 +45,10 @@ from .distributed import (
     shards_parameters,
 )
 from .early_stopping import EarlyStopping, check_config
+from .manifest import resume_checkpoint
 from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
+from .run_dir import check_output_dir, claim_output_dir
 from .tasks import PairTask, make_task
 
 log = logging.getLogger(__name__)
@@ -152,8 +154,11 @@ class _Logger:
             self.tb.close()
 
 
-def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainResult:
-    """Train a pairwise reward model as ``config`` says; returns the model and its held-out metrics."""
+def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train a pairwise reward model as ``config`` says; returns the model and its held-out metrics.
+
+    An ``output_dir`` holding a finished run (or checkpoints) is refused unless ``resume`` or ``overwrite``.
+    """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
@@ -163,12 +168,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     accelerator = make_accelerator()  # also multi-process on CPU (gloo); see training/distributed.py
     device, main = accelerator.device, accelerator.is_main_process
     out = Path(cfg.output_dir)
-    if not resume and list_checkpoints(out / "checkpoints"):
-        raise FileExistsError(f"{out / 'checkpoints'} holds checkpoints of an earlier run: pass --resume to continue "
-                              "it, or choose another output_dir")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
+    check_output_dir(out, resume, overwrite, bool(list_checkpoints(out / "checkpoints")))  # training/run_dir.py
     set_seed(tc.seed)
     use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and bf16_is_fast(device))
     t_start = time.time()
@@ -189,13 +189,16 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
         encoder.stats.counts.clear()
         eval_pairs = task.encode(task.load(cfg.data.eval, cfg.data, report), renderer, encoder)
     data_summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "invalid": report.summary(),
-                    "train_truncation": train_trunc, "eval_truncation": encoder.stats.summary()}
+                    "train_truncation": train_trunc,
+                    "eval_truncation": encoder.stats.summary() if cfg.data.eval is not None else None}
     if main:
         log.info("data: %d train pairs, %d eval pairs; invalid skipped: %d %s", len(train_pairs), len(eval_pairs),
                  report.total, dict(report.skipped))
         log.info("over-length (train, policy %s): %s", cfg.data.truncation, train_trunc)
     if not train_pairs:
         raise ValueError("no training pairs left after validation and the over-length policy")
+    if main:  # only now: a run that fails validation leaves an earlier run's config.yaml as it was
+        claim_output_dir(out, dump_config(cfg), overwrite)
 
     world, rank = accelerator.num_processes, accelerator.process_index
     lengths = [task.length(p) for p in train_pairs]
@@ -250,10 +253,11 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
         found = list_checkpoints(ckpt_root)
         if not found:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {ckpt_root}")
-        state = load_checkpoint(found[-1], raw_model, optimizer, scheduler)
+        # verified against its manifest; a damaged one is skipped with a warning for the one before (manifest.py)
+        path, state = resume_checkpoint(found, MARKER, lambda p: load_checkpoint(p, raw_model, optimizer, scheduler))
         if stopper is not None:
-            stopper.load(state.get("early_stopping"), found[-1])
-        log.info("resumed from %s at step %d", found[-1], state["step"])
+            stopper.load(state.get("early_stopping"), path)
+        log.info("resumed from %s at step %d", path, state["step"])
 
     baseline = (longer_wins_baseline([p.chosen_chars for p in eval_pairs], [p.rejected_chars for p in eval_pairs])
                 if isinstance(task, PairTask) else None)
@@ -386,6 +390,9 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
 
 def _as_config(config) -> RunConfig:
     if isinstance(config, RunConfig):
+        from ..config_ranges import check_ranges
+
+        check_ranges(config)  # a RunConfig built in Python skipped load_config's range checks
         return config
     if isinstance(config, dict):
         return load_config(None, None, base=config)
