@@ -29,6 +29,7 @@ import torch
 
 from ..data.packing import PackedBatch, attention_allowed
 from . import tree_attention
+from .fp32 import FP32Head
 from .heads import RewardOutput, combine, masked_mean, span_mask
 from .reward_model import RewardModel
 
@@ -199,11 +200,12 @@ def _mean_mask(model: RewardModel, batch: PackedBatch) -> torch.Tensor:
 def _encoder_head(tm, picked: torch.Tensor) -> torch.Tensor:
     """The HF class's own read-out, applied to the gathered [CLS] states instead of column 0 of each row."""
     pooler = getattr(tm.base_model, "pooler", None)
+    classifier = FP32Head(tm.classifier)  # fp32 under bf16 autocast too (models/fp32.py)
     if pooler is not None:  # BERT-style: pooler(hidden)[:, 0] -> dropout -> classifier
-        pooled = pooler(picked[:, None, :])
+        pooled = FP32Head(pooler)(picked[:, None, :])
         dropout = getattr(tm, "dropout", None)
         if dropout is not None:
             pooled = dropout(pooled)
-        return tm.classifier(pooled).float()
+        return classifier(pooled).float()
     # RoBERTa-style heads read features[:, 0] themselves
-    return tm.classifier(picked[:, None, :]).float()
+    return classifier(picked[:, None, :]).float()
