@@ -76,7 +76,7 @@ model.config.pad_token_id = tok.pad_token_id
 train = Dataset.from_list(spec["train"])
 evals = Dataset.from_list(spec["eval"]) if spec["eval"] else None
 kw = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=8, per_device_eval_batch_size=8,
-          max_length=512, logging_steps=10, save_strategy="no", report_to=[], seed=0, use_cpu=True)
+          max_length=spec["max_length"], logging_steps=10, save_strategy="no", report_to=[], seed=0, use_cpu=True)
 if spec["max_steps"]:
     kw["max_steps"] = spec["max_steps"]
 else:
@@ -105,7 +105,7 @@ def rewardkit_config(tmp: Path, spec: dict) -> Path:
     cfg = {"model": {"name": "smollm2-135m", **({"lora": {"r": 16, "alpha": 32, "dropout": 0.0}}
                                                  if spec["lora"] else {})},
            "data": {"train": {"path": "builtin:hh-rlhf-harmless", "start": 0, "stop": train_stop},
-                    "max_length": 512, "on_invalid": "skip"},
+                    "max_length": spec["max_length"], "on_invalid": "skip"},
            "train": {"batch_size": 8, "seed": 0, "eval_zero_shot": False, "tensorboard": False,
                      **({"max_steps": spec["max_steps"]} if spec["max_steps"] else {"epochs": 1})},
            "output_dir": str(tmp / "run")}
@@ -176,7 +176,7 @@ def rewardkit_tokens_per_pair(spec: dict) -> float:
     path, gguf = resolve_model("smollm2-135m")
     tok = load_tokenizer(path, gguf)
     pairs = encode_pairs(load_pairs(cfg.data.train, cfg.data), Renderer(tok, "decoder"),
-                         SequenceEncoder(tok, "decoder", 512, cfg.data.truncation))
+                         SequenceEncoder(tok, "decoder", spec["max_length"], cfg.data.truncation))
     return sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in pairs) / len(pairs)
 
 
@@ -212,6 +212,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=160, help="training pairs read (the first N of the file)")
     ap.add_argument("--precisions", default="default,fp32", help="rows: each tool's default, and/or fp32 on both")
     ap.add_argument("--tools", default="rewardkit,trl")
+    ap.add_argument("--max-length", type=int, default=512, help="data.max_length / RewardConfig.max_length")
     ap.add_argument("--lora", action="store_true", help="LoRA r=16 on both")
     ap.add_argument("--accuracy", action="store_true",
                     help=f"1 epoch on the first {2312 - HELD_OUT} pairs, accuracy on the last {HELD_OUT}")
@@ -231,7 +232,7 @@ def main() -> None:
     results = []
     for precision in a.precisions.split(","):
         spec = {"precision": precision, "lora": a.lora, "max_steps": None if a.accuracy else a.steps,
-                "train_pairs": train_pairs, "eval": a.accuracy, "threads": a.threads}
+                "train_pairs": train_pairs, "eval": a.accuracy, "threads": a.threads, "max_length": a.max_length}
         rk_tpp = rewardkit_tokens_per_pair(spec)
         for rnd in range(a.rounds):
             for tool in a.tools.split(","):
