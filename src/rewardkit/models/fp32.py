@@ -42,6 +42,11 @@ class FP32Head:
     def __init__(self, module: nn.Module):
         self.module = module
 
+    def __getattr__(self, name: str):  # .weight, .bias, .parameters() ...: the module's own
+        if name == "module":
+            raise AttributeError(name)
+        return getattr(self.module, name)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with _no_autocast(x.device.type):
             return self.module(x.float())
