@@ -207,7 +207,10 @@ class ModelConfig:
     dropout: bool = False
     """Keep the backbone's dropout. Off by default, as is usual for reward models (TRL and OpenRLHF do the
     same): dropout makes the two responses of a pair see different noise, and on CPU it costs ~30% of a step."""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
+    """Recompute each layer in backward (less memory, a second forward). `auto`: on only when the per-pass
+    token budget (`train.max_tokens_per_forward: auto`) cannot fit one pair in the machine's memory without it
+    (rewardkit/training/resolve.py); summary.json records what it became under `resolved`."""
     trust_remote_code: bool = False
     """Run code shipped with a model repository. Off unless you trust the source."""
     init_seed: int | None = None
@@ -268,13 +271,15 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
     precision: Precision = "auto"
-    """`auto` uses bf16 autocast only where the hardware multiplies bf16 fast (CUDA with bf16, CPUs with
-    AMX or AVX512-BF16); on other CPUs bf16 is emulated and far slower than fp32."""
+    """`auto` uses bf16 autocast where the hardware multiplies bf16 fast (CUDA with bf16, CPUs with AMX or
+    AVX512-BF16) and fp32 elsewhere (AVX2-only CPUs emulate bf16, ~100x slower than fp32). The head, the reward
+    read-out and the losses run in fp32 either way."""
     padding_side: PaddingSide = "right"
     group_by_length: bool = True
     """Batch pairs of similar length together (sorted within shuffled mega-batches): far less padding."""
-    packing: bool = False
-    """Padding-free rows: decoders put each prompt once and its responses as branches of a tree-shaped
+    packing: bool | Literal["auto"] = "auto"
+    """`auto` (the default) packs wherever packed training is proven equal to padded (pairwise and ranking
+    losses, decoders and encoders, one process) and logs why when it does not. Padding-free rows: decoders put each prompt once and its responses as branches of a tree-shaped
     causal mask (rewards and gradients equal the padded ones); encoders pack sequences block-diagonally.
     Several pairs share a row of up to `pack_row_tokens` tokens. Pairwise and ranking losses (a ranked list's K
     responses are the branches of one prompt)."""
@@ -288,11 +293,12 @@ class TrainConfig:
     max_tokens_per_batch: int | None = None
     """Fill each micro-batch up to this many tokens (padded: rows x longest row; packed: packed tokens)
     instead of a fixed `batch_size` pairs. Single process only."""
-    max_tokens_per_forward: int | None = None
+    max_tokens_per_forward: int | Literal["auto"] | None = "auto"
     """Run each micro-batch as several forward/backward passes of at most this many computed tokens (packed
     tokens, or rows x longest row when padded); gradients add up, each pass weighted by its share of the pairs,
     so the update is the whole micro-batch's. Bounds activation memory, so `model.gradient_checkpointing` (a
-    second forward in backward) can stay off. Pairwise losses, one process."""
+    second forward in backward) can stay off. Pairwise losses, one process. `auto` (the default): a budget from
+    the model's size and the machine's memory (rewardkit/training/resolve.py); null: no bound."""
     seed: int = 0
     eval_every: int | None = None
     """Evaluate every N optimizer steps (and always at the end)."""

@@ -209,8 +209,10 @@ def _train(tmp_path, model_dir, data, **train):
 
     import rewardkit
 
+    # fp32 and padded unless a test says otherwise: these tests compare runs at fp32 tolerances, and
+    # `precision: auto` is bf16 on AMX / AVX512-BF16 CPUs and CUDA (bf16 versions: tests/unit/test_bf16.py)
     t = {"lr": 1e-3, "batch_size": 4, "max_steps": 4, "log_every": 1, "seed": 0, "tensorboard": False,
-         "eval_zero_shot": False, **train}
+         "eval_zero_shot": False, "precision": "fp32", "packing": False, "max_tokens_per_forward": None, **train}
     cfg = {"model": {"name": str(model_dir)}, "data": {"train": str(data), "max_length": 64},
            "train": t, "output_dir": str(tmp_path)}
     result = rewardkit.train(cfg)
@@ -343,7 +345,8 @@ def test_ranked_training_with_packing_follows_the_padded_run(tiny_model_dir, tmp
         rewardkit.train({"model": {"name": str(tiny_model_dir("llama"))}, "loss": {"name": "ranking"},
                          "data": {"train": str(data), "max_length": 48},
                          "train": {"lr": 1e-3, "batch_size": 2, "max_steps": 3, "log_every": 1, "seed": 0,
-                                   "tensorboard": False, "eval_zero_shot": False, "packing": packing},
+                                   "tensorboard": False, "eval_zero_shot": False, "packing": packing,
+                                   "precision": "fp32"},  # fp32 tolerances below: pinned (auto is bf16 on AMX)
                          "output_dir": str(out)})
         runs[name] = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
                       if json.loads(x)["split"] == "train"]

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .fp32 import fp32_readout
 from .head_kinds import HeadKind, head_kind
 
 HEAD_FILE = "rewardkit_head.safetensors"
@@ -109,6 +110,7 @@ def spec_from_config(cfg, kind: str) -> HeadSpec:
     return spec.resolve(kind)
 
 
+@fp32_readout  # under bf16 autocast too (models/fp32.py)
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``hidden`` [N, L, H] over the real tokens of each row (``mask`` [N, L]): padding never counts,
     so the result does not depend on padding side or width."""
@@ -156,6 +158,7 @@ class HeadExtras(nn.Module):
             self.attribute_logits.copy_(load_file(str(path))["attribute_logits"])
 
 
+@fp32_readout  # the multi head's weighted sum is a matmul: bf16 under autocast otherwise
 def combine(logits: torch.Tensor, spec: HeadSpec, extras: HeadExtras | None) -> torch.Tensor:
     """Head outputs [N, C] -> one fp32 reward per row [N]."""
     return head_kind(spec.head).combine(logits.float(), spec, extras)

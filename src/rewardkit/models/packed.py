@@ -15,7 +15,9 @@ Kernels (``train.attention``):
 * ``sdpa`` with the boolean 4-D mask: rows as long as the batch's longest group, and a per-batch FLOP estimate
   (:func:`attention_cost`) decides where sharing a prompt pays for the dense attention it costs;
 * ``flex`` on CUDA builds a block-sparse mask from the same group/branch maps, so masked-out blocks are
-  skipped: that path is written but untested here (no GPU on the development machine).
+  skipped. tests/unit/test_flex_attention.py checks its rewards against padded on CPU (torch compiles
+  flex_attention for CPU) and its gradients on CUDA: torch has no flex backward on CPU, so training there
+  keeps ``tree`` / ``sdpa``.
 
 Measured in ``benchmarks/README.md``.
 """
@@ -78,7 +80,8 @@ def select_attention(model: RewardModel, requested: Attention, device: torch.dev
         name = tree_attention.NAME
     elif want == "flex":
         if device.type != "cuda":
-            raise ValueError("train.attention: flex needs a CUDA device; use sdpa (or auto) on CPU")
+            raise ValueError("train.attention: flex trains on CUDA only (torch has no flex_attention backward on "
+                             "CPU); use auto (tree) or sdpa on CPU")
         if not flex_available():
             raise ValueError("train.attention: flex needs torch.nn.attention.flex_attention (torch >= 2.5)")
         name = "flex_attention"
@@ -134,7 +137,7 @@ def build_mask(batch: PackedBatch, implementation: str, dtype: torch.dtype = tor
         ~allowed, torch.finfo(dtype).min)
 
 
-def _block_mask(batch: PackedBatch):  # pragma: no cover - CUDA only, untested on the CPU machine
+def _block_mask(batch: PackedBatch):  # tests/unit/test_flex_attention.py (forward on CPU, gradients on CUDA)
     from torch.nn.attention.flex_attention import create_block_mask
 
     grp, br, causal = batch.group_ids, batch.branch_ids, batch.causal

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..types import ReadIndex
+from .fp32 import FP32Head
 from .heads import RewardOutput, combine, masked_mean, span_mask
 
 
@@ -50,11 +51,12 @@ def mean_mask(spec, index: ReadIndex) -> torch.Tensor:
 def encoder_head(tm: nn.Module, picked: torch.Tensor) -> torch.Tensor:
     """The HF class's own read-out, applied to gathered [CLS] states [M, H] instead of column 0 of each row."""
     pooler = getattr(tm.base_model, "pooler", None)
+    classifier = FP32Head(tm.classifier)  # fp32 under bf16 autocast too (models/fp32.py)
     if pooler is not None:  # BERT-style: pooler(hidden)[:, 0] -> dropout -> classifier
-        pooled = pooler(picked[:, None, :])
+        pooled = FP32Head(pooler)(picked[:, None, :])
         dropout = getattr(tm, "dropout", None)
         if dropout is not None:
             pooled = dropout(pooled)
-        return tm.classifier(pooled).float()
+        return classifier(pooled).float()
     # RoBERTa-style heads read features[:, 0] themselves
-    return tm.classifier(picked[:, None, :]).float()
+    return classifier(picked[:, None, :]).float()

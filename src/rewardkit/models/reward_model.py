@@ -21,6 +21,7 @@ from torch import nn
 from ..types import PackedBatch, TokenBatch
 from .backbones import detach_gguf_quantizer, is_encoder_config, load_config, load_tokenizer, resolve_model
 from .cls_readout import cls_only
+from .fp32 import FP32Head, fp32_forward
 from .heads import HeadExtras, HeadSpec, RewardOutput, combine, spec_from_config
 from .packed import packed_outputs
 from .readout import mean_mask, read_out
@@ -91,11 +92,12 @@ class RewardModel(nn.Module):
         hf = self.hf
         return hf.get_base_model() if hasattr(hf, "get_base_model") else hf
 
-    def _head(self) -> nn.Module:
+    def _head(self) -> FP32Head:
+        """The head, called in fp32 even under bf16 autocast (models/fp32.py: bf16 loses small margins)."""
         tm = self.transformer
         for name in ("score", "classifier"):
             if hasattr(tm, name):
-                return getattr(tm, name)
+                return FP32Head(getattr(tm, name))
         raise AttributeError(f"{type(tm).__name__} has no 'score' or 'classifier' head")
 
     def forward(self, batch: TokenBatch, full: bool = False) -> torch.Tensor | RewardOutput:
@@ -108,7 +110,9 @@ class RewardModel(nn.Module):
             return packed_outputs(self, batch)
         kwargs = {"token_type_ids": batch.token_type_ids} if batch.token_type_ids is not None else {}
         if self.kind == "encoder" and self.spec.pooling == "cls":
-            with cls_only(self.transformer):  # the last layer computes the [CLS] row only: same logits
+            tm = self.transformer
+            with cls_only(tm), fp32_forward(getattr(tm.base_model, "pooler", None), getattr(tm, "classifier", None)):
+                # the last layer computes the [CLS] row only: same logits; pooler and head in fp32
                 logits = self.transformer(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                           position_ids=batch.position_ids, **kwargs).logits.float()
             return RewardOutput(combine(logits, self.spec, self.extras), logits)
@@ -203,7 +207,7 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
     if gguf:
         detach_gguf_quantizer(hf)  # weights are de-quantised fp32 now; keep the model saveable
     _set_pad_token(tokenizer, hf, kind)
-    if cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing is True:  # `auto`: decided later, from the token budget (training/resolve.py)
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora is not None:
         hf = apply_lora(hf, cfg.lora)

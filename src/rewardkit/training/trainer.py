@@ -28,7 +28,7 @@ from ..data.render import Renderer
 from ..data.tokenize import SequenceEncoder
 from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc, pairwise_metrics
 from ..losses import get_pairwise_loss
-from ..models.packed import pack_settings, select_attention
+from ..models.packed import pack_settings
 from ..models.reward_model import RewardModel, build_meta, build_model
 from ..scoring import Scorer, score_sequences
 from .checkpoint import MARKER, list_checkpoints, load_checkpoint, save_checkpoint
@@ -48,6 +48,7 @@ from .early_stopping import EarlyStopping, check_config
 from .manifest import resume_checkpoint
 from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
+from .resolve import bf16_is_fast, resolve_for  # noqa: F401  (bf16_is_fast: public name kept here)
 from .run_dir import check_output_dir, claim_output_dir
 from .tasks import PairTask, make_task
 
@@ -61,17 +62,6 @@ class TrainResult:
     metrics: dict
     """Final held-out metrics, baselines, data counts and timings (also in ``OUTPUT/summary.json``)."""
     output_dir: Path
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """bf16 pays only with hardware support; on AVX2-only CPUs it is emulated and ~100x slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
 def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -170,7 +160,6 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
     out = Path(cfg.output_dir)
     check_output_dir(out, resume, overwrite, bool(list_checkpoints(out / "checkpoints")))  # training/run_dir.py
     set_seed(tc.seed)
-    use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and bf16_is_fast(device))
     t_start = time.time()
 
     model, tokenizer, kind = build_model(cfg.model, seed=tc.seed)
@@ -202,6 +191,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
 
     world, rank = accelerator.num_processes, accelerator.process_index
     lengths = [task.length(p) for p in train_pairs]
+    resolved = resolve_for(cfg, model, device, pairwise=pairwise, packs=task.packs, world=world)  # every `auto`
+    tc, use_bf16 = resolved.train_config(tc), resolved.precision == "bf16"
     if (tc.packing and not (pairwise or task.packs)) or \
             ((tc.max_tokens_per_batch or tc.max_tokens_per_forward) and not pairwise) or \
             ((tc.packing or tc.max_tokens_per_batch or tc.max_tokens_per_forward) and world > 1):
@@ -212,8 +203,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
         raise ValueError("train.early_stopping is not supported yet with FSDP or DeepSpeed ZeRO-3 (it keeps a full "
                          "copy of the best weights)")
     pack_rows, pack_cost = tc.pack_row_tokens, None  # (row capacity, share-or-split cost) for the kernel
-    if tc.packing:
-        select_attention(model, tc.attention, device)
+    if tc.packing:  # the kernel was chosen by resolve_for (training/resolve.py)
         pack_rows, pack_cost = pack_settings(model, tc.pack_row_tokens)
     fixed_batches = (budget_batches(train_pairs, tc.max_tokens_per_batch, tc.packing, kind, pack_cost)
                      if tc.max_tokens_per_batch else None)
@@ -367,8 +357,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
                                 **({"best_step": early["best_step"]} if early else {})})
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
                "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
-               "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32",
-               "nonfinite": guard.state()}
+               "total_seconds": round(time.time() - t_start, 1), "precision": resolved.precision,
+               "resolved": resolved.to_dict(), "nonfinite": guard.state()}
     if early is not None:  # "eval" is then the selected (best) evaluation's, the saved model's
         summary["early_stopping"] = early
     accelerator.wait_for_everyone()
