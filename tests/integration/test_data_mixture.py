@@ -67,3 +67,22 @@ def test_second_run_reads_the_tokenized_cache(tiny_model_dir, tmp_path):
     assert runs[0]["data"]["sources"][0]["cached"] is False and runs[1]["data"]["sources"][0]["cached"] is True
     assert runs[0]["eval"]["loss"] == runs[1]["eval"]["loss"]  # the same items, the same run
     assert runs[0]["data"]["train_truncation"] == runs[1]["data"]["train_truncation"]
+
+
+def test_eval_command_tokenizes_once_and_reuses_the_cache(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    data = write(tmp_path / "d.jsonl", 16, "e")
+    cfg = {"model": {"name": str(tiny_model_dir("llama"))}, "data": {"train": data, "max_length": 64},
+           "train": {"batch_size": 4, "max_steps": 1, "tensorboard": False}, "output_dir": str(tmp_path / "run")}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 0
+    cache = tmp_path / "eval-cache"
+    monkeypatch.setenv("REWARDKIT_CACHE_DIR", str(cache))
+    outs = []
+    for _ in range(2):
+        capsys.readouterr()
+        assert main(["eval", str(tmp_path / "run" / "model"), data, "--json", "--bootstrap", "10"]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+        assert len(list(cache.glob("*/meta.json"))) == 1  # one entry, written by the first call, read by the second
+    assert outs[0]["accuracy"] == outs[1]["accuracy"] and outs[0]["truncation"] == outs[1]["truncation"]
+    assert outs[1]["truncation"]["sequences"] == 32

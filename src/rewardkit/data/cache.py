@@ -289,3 +289,30 @@ def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder
     ts.meta["cached"] = False
     return ts
 
+
+
+class EvalPairs:
+    """The `eval` command's pairs, already read (its report shows their text): only their tokenization goes
+    through the cache. ``format`` is not ``pairs`` so the records are not read a second time."""
+
+    format = "eval-pairs"
+
+    def __init__(self, pairs: list):
+        self.pairs = pairs
+
+    def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list:
+        return self.pairs
+
+    def encode(self, examples: list, renderer, encoder) -> list:
+        from .dataset import encode_pairs
+
+        return encode_pairs(examples, renderer, encoder)
+
+
+def encode_eval_pairs(split: SplitConfig, data: DataConfig | None, pairs: list, renderer, encoder) -> list:
+    """``encode_pairs(pairs, renderer, encoder)`` through the cache; the encoder's counts get the over-length
+    policy's counts as if it had encoded them."""
+    data = data if data is not None else DataConfig()
+    ts = load_tokenized(split, data, EvalPairs(pairs), renderer, encoder, SkipReport(), progress=False)
+    encoder.stats.counts.update(ts.truncation)
+    return list(ts)
