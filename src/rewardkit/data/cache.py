@@ -36,7 +36,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-
 from .. import __version__
 from ..config import DataConfig, SplitConfig
 from .errors import SkipReport

@@ -15,6 +15,7 @@ each evaluated and reported apart.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,7 @@ def _stats(ts: TokenizedSet, report: SkipReport) -> dict:
 
 def load_run_data(cfg: RunConfig, task, renderer, encoder, report: SkipReport, progress: bool = True) -> RunData:
     """Tokenize (or read from the cache) every training source and eval set of ``cfg``."""
+    t0 = time.perf_counter()
     train_splits, eval_splits = _as_list(cfg.data.train), _as_list(cfg.data.eval)
     train_names, eval_names = source_names(train_splits, "train"), source_names(eval_splits, "eval")
     es = cfg.train.early_stopping
@@ -171,5 +173,5 @@ def load_run_data(cfg: RunConfig, task, renderer, encoder, report: SkipReport, p
     eval_sets, eval_stats = {}, {}
     for split, name in zip(eval_splits, eval_names, strict=True):
         eval_sets[name], eval_stats[name] = load(split, name)
-    summary = {"sources": sources, "eval_sets": eval_stats}
+    summary = {"sources": sources, "eval_sets": eval_stats, "load_seconds": round(time.perf_counter() - t0, 2)}
     return RunData(train=train, eval_sets=eval_sets, driver=driver, summary=summary)
