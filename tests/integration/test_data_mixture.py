@@ -86,3 +86,11 @@ def test_eval_command_tokenizes_once_and_reuses_the_cache(tiny_model_dir, tmp_pa
         assert len(list(cache.glob("*/meta.json"))) == 1  # one entry, written by the first call, read by the second
     assert outs[0]["accuracy"] == outs[1]["accuracy"] and outs[0]["truncation"] == outs[1]["truncation"]
     assert outs[1]["truncation"]["sequences"] == 32
+    # `rewardkit score` reuses its own entry: the same rewards and counts, one more entry
+    outputs = []
+    for k in range(2):
+        out = tmp_path / f"scored{k}.jsonl"
+        assert main(["score", str(tmp_path / "run" / "model"), data, "-o", str(out)]) == 0
+        outputs.append([json.loads(x) for x in out.read_text().splitlines()])
+        assert len(list(cache.glob("*/meta.json"))) == 2
+    assert outputs[0] == outputs[1] and outputs[0][3]["reward_chosen"] is not None

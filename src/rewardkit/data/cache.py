@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -315,3 +316,60 @@ def encode_eval_pairs(split: SplitConfig, data: DataConfig | None, pairs: list, 
     ts = load_tokenized(split, data, EvalPairs(pairs), renderer, encoder, SkipReport(), progress=False)
     encoder.stats.counts.update(ts.truncation)
     return list(ts)
+
+
+class ScoreEncodings:
+    """`rewardkit score`'s encoded sequences of a file through the cache: :meth:`encode` returns what
+    ``scorer.encoder.encode(scorer.renderer.render(prompt, response), where)`` gives for each part of a record,
+    from the entry when one exists, else encoding now; :meth:`save` then writes the entry."""
+
+    def __init__(self, input_path: str, on_invalid: str, renderer, encoder, cache: bool = True):
+        self.renderer, self.encoder, self.cache = renderer, encoder, cache
+        data = DataConfig(on_invalid=on_invalid)  # type: ignore[arg-type]
+        self.key = cache_key(SplitConfig(path=input_path), data, {"task": "score"}, renderer, encoder)
+        self.entry = default_cache_dir() / self.key
+        self.hit: dict[str, list] | None = None
+        self.new: list = []
+        self.before = dict(encoder.stats.counts)  # the scorer may have encoded before: save this file's counts only
+        if cache and (self.entry / "meta.json").is_file():
+            try:
+                ts = TokenizedSet(self.entry, json.loads((self.entry / "meta.json").read_text()))
+                self.hit = {it.where: it.seqs for it in ts}
+                encoder.stats.counts.update(ts.truncation)
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("%s: unreadable cache entry (%s); tokenizing again", self.entry, e)
+                self.hit = None
+
+    def encode(self, where: str, parts: list[tuple[str, object, object]]) -> list[tuple[str, object]]:
+        from .tokenize import Dropped
+
+        if self.hit is not None:
+            seqs = self.hit.get(where)
+            if seqs is None:  # encoded nowhere: the over-length policy dropped it when the entry was built
+                raise Dropped(where)
+            return [(name, s) for (name, _, _), s in zip(parts, seqs, strict=True)]
+        out = [(name, self.encoder.encode(self.renderer.render(p, r), where)) for name, p, r in parts]
+        self.new.append((where, [s for _, s in out]))
+        return out
+
+    def _counts(self) -> dict:
+        from .tokenize import TruncationStats
+
+        now = self.encoder.stats.counts
+        return TruncationStats(Counter({k: now[k] - self.before.get(k, 0) for k in now})).summary()
+
+    def save(self) -> None:
+        if self.hit is not None or not self.cache:
+            return
+        from ..training.tasks import EncodedRanked
+
+        root = self.entry.parent
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.key}.", dir=root))
+        items = [EncodedRanked(seqs, [], where) for where, seqs in self.new]
+        try:
+            _write_entry(tmp, iter([items[i:i + 4096] for i in range(0, len(items), 4096)]),
+                         lambda: {"key": self.key, "rewardkit": __version__, "truncation": self._counts()})
+            os.replace(tmp, self.entry)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)

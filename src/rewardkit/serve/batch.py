@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..data.cache import ScoreEncodings
 from ..data.errors import DataError, SkipReport
 from ..data.readers import read_records
 from ..data.tokenize import Dropped, Encoded
@@ -67,6 +68,7 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     slots: list[tuple[int, str]] = []  # (row, reward field) for each sequence
     seqs: list[Encoded] = []
     dropped = 0
+    cached = ScoreEncodings(input_path, on_invalid, scorer.renderer, scorer.encoder)  # data/cache.py
     for rec in read_records(input_path, on_invalid, report):
         row = dict(rec.data)
         rows.append(row)
@@ -81,7 +83,7 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
         parts = ([("reward", item.prompt, item.response)] if isinstance(item, Single) else
                  [("reward_chosen", item.prompt, item.chosen), ("reward_rejected", item.prompt, item.rejected)])
         try:
-            encoded = [(name, scorer.encoder.encode(scorer.renderer.render(p, r), rec.where)) for name, p, r in parts]
+            encoded = cached.encode(rec.where, parts)  # each part encoded as scorer.encoder.encode(render(p, r))
         except Dropped:
             dropped += 1
             row.update(_null_rewards(rec.data))
@@ -90,6 +92,7 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
             row[name] = None
             slots.append((len(rows) - 1, name))
             seqs.append(enc)
+    cached.save()
     with tqdm(total=len(seqs), unit="seq", desc="scoring", disable=not progress) as bar:
         rewards = scorer.score_encoded(seqs, progress=bar.update)
     if normalize:
