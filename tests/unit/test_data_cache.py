@@ -1,6 +1,7 @@
 """The tokenized cache (data/cache.py), chunked tokenization in N processes (data/parallel.py), mixtures."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -68,12 +69,15 @@ def test_cache_key_changes_with_content_settings_tokenizer_and_version(tokenizer
     cfg, task, renderer, encoder = setup(tokenizer_dirs, tmp_path, data)
     base = cache_key(cfg.data.train, cfg.data, task_identity(task), renderer, encoder)
     assert base == cache_key(cfg.data.train, cfg.data, task_identity(task), renderer, encoder)
-    # the same bytes under another name: the same key (keyed by content, not path or mtime)
+    # a touched file (same bytes, new mtime) keeps its key; a copy under another name gets its own (its items
+    # name their records by the copy's path)
+    os.utime(data, (1, 1))
+    assert cache_key(cfg.data.train, cfg.data, task_identity(task), renderer, encoder) == base
     copy = tmp_path / "copy.jsonl"
     copy.write_bytes(data.read_bytes())
     cfg_copy, *_ = setup(tokenizer_dirs, tmp_path, copy)
-    assert cache_key(cfg_copy.data.train, cfg.data, task_identity(task), renderer, encoder) == base
-    keys = {base}
+    keys = {base, cache_key(cfg_copy.data.train, cfg.data, task_identity(task), renderer, encoder)}
+    assert load(cfg_copy, task, renderer, encoder)[0].where.startswith(str(copy))
     # one character of the file
     copy.write_text(data.read_text().replace("(3)", "(x)"))
     keys.add(cache_key(cfg_copy.data.train, cfg.data, task_identity(task), renderer, encoder))
@@ -87,7 +91,7 @@ def test_cache_key_changes_with_content_settings_tokenizer_and_version(tokenizer
     keys.add(cache_key(c.data.train, c.data, task_identity(t), r, e))
     monkeypatch.setattr(cache_mod, "__version__", "999.0")
     keys.add(cache_key(cfg.data.train, cfg.data, task_identity(task), renderer, encoder))
-    assert len(keys) == 1 + 1 + 7 + 1 + 1
+    assert len(keys) == 2 + 1 + 7 + 1 + 1
 
 
 def test_changed_file_is_tokenized_again_not_served_stale(tokenizer_dirs, tmp_path):

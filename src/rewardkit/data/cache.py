@@ -7,8 +7,8 @@ writing the entry chunk by chunk, so neither the text nor the Python objects of 
 
 The key (:func:`cache_key`) is a SHA-256 over everything that can change the encoded items:
 
-* the content of the data file (BLAKE2 over its bytes; every file of a ``datasets`` directory), not its name
-  or modification time;
+* the content of the data file (BLAKE2 over its bytes; every file of a ``datasets`` directory), not its
+  modification time, and its path as given (each item names its record ``path:line``);
 * the split's row range, adapter, format and field names, ``data.on_invalid`` and ``data.ratings``;
 * the task (which item type the records become; the attribute names of a multi-attribute head);
 * rendering and tokenization: model kind, template, separator, max_length, truncation policy, score token, and
@@ -207,7 +207,8 @@ def cache_key(split: SplitConfig, data: DataConfig, task_id: dict, renderer, enc
     """The cache key of a split's encoded items (see the module docstring for what goes in)."""
     d = source_data(split, data)
     parts = {
-        "rewardkit": __version__, "cache_format": CACHE_FORMAT, "content": file_digest(split.path),
+        # the path too: every item names its record as ``path:line`` (errors, reports and score rows use it)
+        "rewardkit": __version__, "cache_format": CACHE_FORMAT, "content": file_digest(split.path), "path": split.path,
         "rows": [split.start, split.stop], "adapter": split.adapter or data.adapter, "format": d.format,
         "fields": asdict(d.fields), "on_invalid": d.on_invalid, "ratings": asdict(d.ratings), "task": task_id,
         "render": {"kind": renderer.kind, "template": renderer.template, "separator": renderer.separator},
