@@ -106,3 +106,17 @@ def hh_file(tmp_path) -> Path:
     p = tmp_path / "pairs.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in HH_SAMPLE * 4))
     return p
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tokenized_cache_dir(tmp_path_factory):
+    """Tokenized data sets (data/cache.py) go to a directory of this test session, not the user's cache."""
+    import os
+
+    old = os.environ.get("REWARDKIT_CACHE_DIR")
+    os.environ["REWARDKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("tokenized-cache"))
+    yield
+    if old is None:
+        os.environ.pop("REWARDKIT_CACHE_DIR", None)
+    else:
+        os.environ["REWARDKIT_CACHE_DIR"] = old

@@ -46,6 +46,18 @@ class SplitConfig:
     """One past the last record to use; null for the end of the file."""
     adapter: Adapter | None = None
     """Read this split with a named adapter (overrides `data.adapter`); null uses `data.adapter`."""
+    name: str | None = None
+    """A mixture source or eval set: its name in logs, metrics.jsonl and summary.json; null: the file's stem."""
+    weight: float | None = None
+    """A `data.train` list: this source's sampling probability (weights are normalised over the weighted
+    sources, which together fill as many examples as they hold; a small source with a large weight repeats)."""
+    count: int | None = None
+    """A `data.train` list: take exactly this many examples from this source per epoch (repeating it when it
+    holds fewer) instead of a weight."""
+    format: DataFormat | None = None
+    """This source's record format (overrides `data.format`); null uses `data.format`."""
+    fields: FieldsConfig | None = None
+    """This source's field names (replace `data.fields` as a whole); null uses `data.fields`."""
 
 
 @dataclass(kw_only=True)
@@ -123,10 +135,36 @@ class WinnerConfig:
 class DataConfig:
     """Where the examples come from and how they become tokens."""
 
-    train: SplitConfig | None = None
-    """Training data."""
-    eval: SplitConfig | None = None
-    """Held-out data, evaluated every `train.eval_every` steps and at the end."""
+    train: SplitConfig | list[SplitConfig] | None = None
+    """Training data: one source, or a list of sources mixed by their `weight` or `count` (docs/data.md)."""
+    eval: SplitConfig | list[SplitConfig] | None = None
+    """Held-out data, evaluated every `train.eval_every` steps and at the end; a list of named sets is evaluated
+    and reported set by set (the first, or `train.early_stopping.eval_set`, drives selection)."""
+    num_proc: int | None = None
+    """Processes that tokenize (1 to 256); null: the cores this process may use (at most 32), and 1 for files under
+    4 MB (starting workers would cost more). The result is identical whatever the number."""
+    cache: bool = True
+    """Store tokenized data sets (Arrow, memory-mapped) and reuse them while the files' content, the rendering and
+    tokenizer settings and the rewardkit version are unchanged (docs/data.md: how the cache is keyed)."""
+    cache_dir: str | None = None
+    """Where tokenized data sets are stored; null: `$REWARDKIT_CACHE_DIR`, else `~/.cache/rewardkit/tokenized`."""
+
+    def __post_init__(self) -> None:
+        # mixtures and processes (issue 21): fail naming the key, before anything is read
+        if self.num_proc is not None and not 1 <= self.num_proc <= 256:
+            raise ConfigError(f"data.num_proc: {self.num_proc} is out of range; use 1 to 256, or null for the cores")
+        for key in ("train", "eval"):
+            value = getattr(self, key)
+            for i, src in enumerate(value if isinstance(value, list) else []):
+                at = f"data.{key}[{i}]"
+                if src.weight is not None and not (src.weight > 0 and src.weight < float("inf")):
+                    raise ConfigError(f"{at}.weight: {src.weight} must be a positive number")
+                if src.count is not None and src.count < 1:
+                    raise ConfigError(f"{at}.count: {src.count} must be at least 1")
+                if src.weight is not None and src.count is not None:
+                    raise ConfigError(f"{at}: give a weight or a count, not both")
+            if isinstance(value, list) and not value:
+                raise ConfigError(f"data.{key}: an empty list; give at least one source")
     fields: FieldsConfig = field(default_factory=FieldsConfig)
     format: DataFormat = "auto"
     """What one record holds: `pairs` {prompt?, chosen, rejected, margin?}, `binary` {prompt, response,
@@ -255,6 +293,8 @@ class EarlyStoppingConfig:
     """Stop after this many evaluations in a row without improvement; null: train all steps, keep the best."""
     min_delta: float = 0.0
     """An evaluation improves on the best only by more than this (ties keep the earlier step)."""
+    eval_set: str | None = None
+    """With several named `data.eval` sets: which one drives the selection; null: the first."""
 
 
 @dataclass(kw_only=True)

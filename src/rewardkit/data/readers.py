@@ -202,13 +202,17 @@ def _read_parquet(p: Path, source: str) -> Iterator[Record | DataError]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    # row group by row group (batches of 4096 rows): a file larger than memory is never held whole
     try:
-        table = pq.read_table(p)
+        batches = pq.ParquetFile(p).iter_batches(batch_size=4096)
+        i = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                i += 1
+                yield Record(row, source, i)
     except (pa.ArrowException, OSError) as e:
         raise DataError(source, None, None, f"not a readable Parquet file ({e}); rewrite it with pyarrow or pandas",
                         "invalid_parquet") from None
-    for i, row in enumerate(table.to_pylist(), start=1):
-        yield Record(row, source, i)
 
 
 def _read_datasets_dir(p: Path, source: str) -> Iterator[Record]:

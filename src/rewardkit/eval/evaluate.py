@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig, SplitConfig
-from ..data.dataset import encode_pairs
+from ..data.cache import encode_eval_pairs
 from ..data.errors import DataError, SkipReport
 from ..data.examples import read_examples
 from ..data.formats import Example, Format, MultiRated, Pair, Text
@@ -112,9 +112,10 @@ def evaluate_pair_file(scorer: Scorer, split: SplitConfig, data: DataConfig | No
 
 
 def _evaluate_pairs(scorer: Scorer, split: SplitConfig, parsed: list[Pair], group_of: dict[str, str] | None,
-                    by: str | None, report: SkipReport, n_boot: int, seed: int, show_progress: bool) -> PairEvaluation:
+                    by: str | None, report: SkipReport, n_boot: int, seed: int, show_progress: bool,
+                    data: DataConfig | None = None) -> PairEvaluation:
     by_where = {p.where: p for p in parsed}
-    encoded = encode_pairs(parsed, scorer.renderer, scorer.encoder)
+    encoded = encode_eval_pairs(split, data, parsed, scorer.renderer, scorer.encoder)  # data/cache.py
     if not encoded:
         raise DataError(split.path, None, None, "every pair was dropped by the over-length policy", "empty")
     rewards = _score(scorer, [p.chosen for p in encoded] + [p.rejected for p in encoded], show_progress)
@@ -295,7 +296,7 @@ def evaluate_file(scorer: Scorer, split: SplitConfig, data: DataConfig | None = 
     fmt, examples, group_of = load_eval_examples(split, data, report, by)
     if fmt == "pairs":
         return _evaluate_pairs(scorer, split, examples, group_of if by else None, by, report, n_boot, seed,
-                               show_progress)
+                               show_progress, data)
     metrics, scored = evaluate_examples(scorer, fmt, examples, groups=group_of if by else None, n_boot=n_boot,
                                         seed=seed, show_progress=show_progress)
     if by:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import DataConfig
+from ..data.cache import ScoreEncodings
 from ..data.errors import DataError, SkipReport
 from ..data.formats import Text, _text_or_messages
 from ..data.readers import Record, read_records
@@ -77,6 +78,7 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     slots: list[tuple[int, str]] = []  # (row, reward field) for each sequence
     seqs: list[Encoded] = []
     dropped = 0
+    cached = ScoreEncodings(input_path, on_invalid, scorer.renderer, scorer.encoder)  # data/cache.py
     for rec in read_records(input_path, on_invalid, report):
         row = dict(rec.data)
         rows.append(row)
@@ -89,7 +91,7 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
             row.update(_null_rewards(rec.data, data))
             continue
         try:
-            encoded = [(name, scorer.encoder.encode(scorer.renderer.render(p, r), rec.where)) for name, p, r in parts]
+            encoded = cached.encode(rec.where, parts)  # each part encoded as scorer.encoder.encode(render(p, r))
         except Dropped:
             dropped += 1
             row.update(_null_rewards(rec.data, data))
@@ -98,6 +100,7 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
             row[name] = None
             slots.append((len(rows) - 1, name))
             seqs.append(enc)
+    cached.save()
     with tqdm(total=len(seqs), unit="seq", desc="scoring", disable=not progress) as bar:
         rewards = scorer.score_encoded(seqs, progress=bar.update)
     if normalize:

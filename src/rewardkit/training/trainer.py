@@ -23,6 +23,7 @@ from ..config import RunConfig, dump_config, load_config
 from ..data.collate import pair_batch
 from ..data.dataset import EncodedPair
 from ..data.errors import SkipReport
+from ..data.mixture import load_run_data, train_lengths
 from ..data.packing import budget_batches, packed_pair_batch, shuffled_batches
 from ..data.render import Renderer
 from ..data.tokenize import SequenceEncoder
@@ -130,6 +131,10 @@ class _Logger:
     def write(self, step: int, split: str, values: dict) -> None:
         if not self.enabled:
             return
+        if "sets" in values:  # several eval sets: one line per set ("eval/NAME"), the driving set's as before
+            for name, m in values["sets"].items():
+                self.write(step, f"{split}/{name}", m)
+            values = {k: v for k, v in values.items() if k != "sets"}
         self.file.write(json.dumps({"step": step, "split": split, **values}) + "\n")
         self.file.flush()
         if self.tb is not None:
@@ -171,15 +176,15 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
         raise ValueError("data.train is required for training")
     task = make_task(cfg)  # data format + loss -> batching, loss and metrics (training/tasks.py)
     pairwise = isinstance(task, PairTask) and task.in_trainer
-    train_pairs = task.encode(task.load(cfg.data.train, cfg.data, report), renderer, encoder)
-    train_trunc = encoder.stats.summary()
-    eval_pairs: list[EncodedPair] = []
-    if cfg.data.eval is not None:
-        encoder.stats.counts.clear()
-        eval_pairs = task.encode(task.load(cfg.data.eval, cfg.data, report), renderer, encoder)
+    with accelerator.main_process_first():  # the main process writes the tokenized cache, the others read it
+        run_data = load_run_data(cfg, task, renderer, encoder, report, progress=main)  # data/mixture.py, cache.py
+    train_pairs, eval_pairs = run_data.train, run_data.eval
+    train_trunc = _sum_truncation([s["truncation"] for s in run_data.summary["sources"]])
     data_summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "invalid": report.summary(),
-                    "train_truncation": train_trunc,
-                    "eval_truncation": encoder.stats.summary() if cfg.data.eval is not None else None}
+                    "train_truncation": train_trunc,  # no eval split: null, not the train counts again
+                    "eval_truncation": (run_data.summary["eval_sets"].get(run_data.driver, {}).get(
+                        "truncation", _sum_truncation([])) if run_data.summary["eval_sets"] else None),
+                    **run_data.summary}
     if main:
         log.info("data: %d train pairs, %d eval pairs; invalid skipped: %d %s", len(train_pairs), len(eval_pairs),
                  report.total, dict(report.skipped))
@@ -190,7 +195,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
         claim_output_dir(out, dump_config(cfg), overwrite)
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    lengths = [task.length(p) for p in train_pairs]
+    lengths = train_lengths(task, train_pairs)  # the stored length column: no example is decoded
     resolved = resolve_for(cfg, model, device, pairwise=pairwise, packs=task.packs, world=world)  # every `auto`
     tc, use_bf16 = resolved.train_config(tc), resolved.precision == "bf16"
     if (tc.packing and not (pairwise or task.packs)) or \
@@ -228,11 +233,14 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
                  else pair_batch(chosen, rejected, margins, pad_id, padding_side))  # packed: prompt once
         return batch.to(device), margins
 
-    def evaluate() -> dict:
+    def evaluate_one(items) -> dict:
         if isinstance(task, PairTask):
-            return evaluate_pairs(eval_model(accelerator, model, raw_model), eval_pairs, pad_id, device,
+            return evaluate_pairs(eval_model(accelerator, model, raw_model), items, pad_id, device,
                                   tc.eval_batch_size, accelerator)
-        return task.evaluate(raw_model, eval_pairs, pad_id, device, tc.eval_batch_size)
+        return task.evaluate(raw_model, items, pad_id, device, tc.eval_batch_size)
+
+    def evaluate() -> dict:  # the driving eval set's metrics; several sets also under "sets" (logged apart)
+        return run_data.evaluate(evaluate_one)
     pad_id = tokenizer.pad_token_id
     logger = _Logger(out, main, tc.tensorboard, append=resume)
 
@@ -376,6 +384,11 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
     scorer = (Scorer.from_pretrained(out / "model", device=device) if sharded else
               Scorer(raw_model, tokenizer, meta, device=device))
     return TrainResult(scorer=scorer, metrics=summary, output_dir=out)
+
+
+def _sum_truncation(parts: list[dict]) -> dict:
+    keys = ("sequences", "prompt_truncated", "response_truncated", "dropped")
+    return {k: sum(p.get(k, 0) for p in parts) for k in keys}
 
 
 def _as_config(config) -> RunConfig:
