@@ -179,9 +179,15 @@ def cmd_fit_weights(args, overrides: list[str]) -> int:
 
 def cmd_score(args, overrides: list[str]) -> int:
     from .serve.batch import score_file
+    from .serve.sharded_score import launched_world, score_cli
 
-    scorer = _scorer(args)
-    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid)
+    if args.num_processes or args.resume or launched_world() > 1:
+        r = score_cli(args)
+        if r is None:  # a launched process other than rank 0: rank 0 merges and reports
+            return 0
+    else:
+        r = score_file(_scorer(args), args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid,
+                       block_records=args.block_records)
     extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
     extra += f", {r.dropped} dropped as too long" if r.dropped else ""
     print(f"scored {r.sequences} sequences from {r.records} records in {r.seconds:.1f} s "
@@ -220,7 +226,7 @@ def cmd_export(args, overrides: list[str]) -> int:
     from .export import export_model
 
     r = export_model(args.source, args.out_dir, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                     rewardkit_only=args.rewardkit_only)
+                     rewardkit_only=args.rewardkit_only, engines=tuple(args.engine))
     c = r.checks
     print(f"exported to {r.out_dir} ({r.dtype}); reload check on {c.get('probes')} probes: vs source max |diff| "
           f"{c.get('fidelity_max_abs_diff', float('nan')):.2e}"
@@ -324,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output file; its extension sets the format")
     s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
                    help="skip: keep invalid records with null rewards and count them")
+    s.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="data-parallel: N local processes each score a contiguous shard (written atomically to "
+                   "OUTPUT.shards/), merged in input order; under `accelerate launch` each launched process is one")
+    s.add_argument("--resume", action="store_true", help="with --num-processes / accelerate launch: keep the "
+                   "complete shards of the same job and score only the missing ones")
+    s.add_argument("--block-records", type=int, default=8192, metavar="N",
+                   help="records scored together (sorted by length into batches); shards are whole blocks, so "
+                   "any --num-processes writes the same bytes as one process")
     _scoring_options(s, normalize_help="apply the model's stored mean/std")
     s.set_defaults(func=cmd_score)
 
@@ -360,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (e.g. 500MB, 2GB)")
     x.add_argument("--rewardkit-only", action="store_true", help="export a head transformers cannot compute "
                    "(mean pooling, per-token, multi-attribute) for rewardkit.load_model / serve")
+    x.add_argument("--engine", action="append", default=[], choices=["vllm", "sglang"],
+                   help="fail unless this serving engine computes the same reward (repeatable); the serving "
+                   "manifest in rewardkit.json and README.md is written either way")
     x.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", help="list the built-in offline models")

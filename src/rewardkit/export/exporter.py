@@ -24,6 +24,7 @@ from ..data.render import Renderer
 from ..models.backbones import detach_gguf_quantizer
 from ..models.reward_model import META_FILE, ModelMeta, RewardModel, load_reward_model
 from .card import write_card
+from .manifest import apply_problem_type, require_engine, serving_manifest
 from .tokenizer import prepare_tokenizer
 
 log = logging.getLogger(__name__)
@@ -171,11 +172,13 @@ def consumer_reward(logits: torch.Tensor, meta: ModelMeta, weights: list[float] 
 
 # -- export -----------------------------------------------------------------------------------------------------
 def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float32", max_shard_size: str = "2GB",
-                 rewardkit_only: bool = False, overwrite: bool = False, verify: bool = True) -> ExportResult:
+                 rewardkit_only: bool = False, overwrite: bool = False, verify: bool = True,
+                 engines: tuple[str, ...] = ()) -> ExportResult:
     """Export ``source`` (run, model directory or checkpoint) to ``out_dir``; see the module docstring.
 
     ``rewardkit_only``: export a head that transformers cannot compute (mean pooling, per-token, several
-    attributes) anyway, for ``rewardkit.load_model``; without it such a head is an error.
+    attributes) anyway, for ``rewardkit.load_model``; without it such a head is an error. ``engines``: serving
+    engines (``vllm``, ``sglang``) that must compute this head's reward, else an error (``export/manifest.py``).
     """
     if dtype not in get_args(Dtype):
         raise ValueError(f"dtype {dtype!r}: choose one of {', '.join(get_args(Dtype))}")
@@ -190,6 +193,8 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
             f"{src.path}: a {src.meta.kind} with pooling '{src.meta.pooling}' and head '{src.meta.head}' cannot be "
             "computed by a transformers *ForSequenceClassification class (it reads one token through a linear "
             "head); pass --rewardkit-only to export it for rewardkit.load_model / rewardkit serve")
+    for engine in engines:
+        require_engine(src.meta, how, engine, str(src.path))
     weights = attribute_weights(src.model, src.meta)
     out.mkdir(parents=True, exist_ok=True)
     probes, n_chat = _probes(src)
@@ -208,6 +213,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     hf = hf.to(_DTYPES[dtype])
     tok = src.tokenizer  # changed in place below: the source is not used after this point
     hf.config.pad_token_id = tok.pad_token_id
+    apply_problem_type(hf.config, how)  # raw outputs in vLLM / SGLang / the pipeline, not a sigmoid
     if src.meta.head == "multi":  # the pipeline then names each output
         hf.config.id2label = dict(enumerate(src.meta.attributes))
         hf.config.label2id = {a: i for i, a in enumerate(src.meta.attributes)}
@@ -229,6 +235,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     export_info = {"dtype": dtype, "source": str(src.path), "source_kind": src.kind,
                    "transformers_compatible": compatible, "readout": how, "attribute_weights": weights,
                    "tokenizer_appends_score_token": meta.kind == "decoder"}
+    export_info["serving"] = serving_manifest(meta, how, weights, tok, dtype)
     _write_meta(out, meta, export_info)
     checks = _verify(out, probes, n_chat, before, dtype, compatible, weights) if verify else {}
     export_info["checks"] = checks

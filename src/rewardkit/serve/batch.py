@@ -26,6 +26,11 @@ from .scorer import Scorer
 
 log = logging.getLogger(__name__)
 
+SCORE_BLOCK = 8192
+"""Records scored together (their sequences sorted by length into batches): bounds the work held at once, and
+since a block's batches depend on the block alone, a sharded run split at block boundaries gives the same bytes as
+one process (:mod:`rewardkit.serve.sharded_score`)."""
+
 OutputFormat = Literal["jsonl", "json", "csv", "parquet"]
 FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "parquet")
 
@@ -50,14 +55,21 @@ def output_format(path: str | Path) -> OutputFormat:
 
 
 def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: bool = False,
-               on_invalid: Literal["error", "skip"] = "error", progress: bool = True) -> ScoreFileResult:
-    """Score every record of ``input_path`` and write them, with rewards added, to ``output_path``."""
+               on_invalid: Literal["error", "skip"] = "error", progress: bool = True,
+               records: tuple[int, int | None] = (0, None), block_records: int = SCORE_BLOCK) -> ScoreFileResult:
+    """Score every record of ``input_path`` and write them, with rewards added, to ``output_path``.
+
+    ``records``: only records ``[start, stop)`` of the input (a shard of data-parallel scoring,
+    :mod:`rewardkit.serve.sharded_score`)."""
     import time
+    from itertools import islice
 
     from tqdm.auto import tqdm
 
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+    if block_records < 1:
+        raise ValueError(f"block_records (--block-records) must be at least 1, got {block_records}")
     fmt = output_format(output_path)
     if normalize and not scorer.meta.normalization:
         scorer.normalize([])  # raises the explanatory error before any work is done
@@ -67,7 +79,10 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     slots: list[tuple[int, str]] = []  # (row, reward field) for each sequence
     seqs: list[Encoded] = []
     dropped = 0
-    for rec in read_records(input_path, on_invalid, report):
+    cuts: list[int] = []  # sequence index where each block after the first starts
+    for rec in islice(read_records(input_path, on_invalid, report), *records):
+        if rows and len(rows) % block_records == 0:
+            cuts.append(len(seqs))
         row = dict(rec.data)
         rows.append(row)
         try:
@@ -91,7 +106,8 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
             slots.append((len(rows) - 1, name))
             seqs.append(enc)
     with tqdm(total=len(seqs), unit="seq", desc="scoring", disable=not progress) as bar:
-        rewards = scorer.score_encoded(seqs, progress=bar.update)
+        rewards = [r for a, b in zip([0, *cuts], [*cuts, len(seqs)], strict=True)
+                   for r in scorer.score_encoded(seqs[a:b], progress=bar.update)]
     if normalize:
         rewards = scorer.normalize(rewards)
     for (i, name), r in zip(slots, rewards, strict=True):
