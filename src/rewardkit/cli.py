@@ -198,12 +198,15 @@ def cmd_score(args, overrides: list[str]) -> int:
 def cmd_serve(args, overrides: list[str]) -> int:
     import os
 
+    from .serve.scorer import resolve_model_dir
     from .serve.server import ServerConfig, serve
 
     cfg = ServerConfig(max_items=args.max_items, max_text_chars=args.max_text_chars,
                        max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_batch=args.max_batch,
                        max_wait_ms=args.max_wait_ms, api_key=os.environ.get(args.api_key_env) or None,
-                       normalize=args.normalize)
+                       normalize=args.normalize, engine=args.engine,
+                       model_dir=str(resolve_model_dir(args.model)) if args.engine == "vllm" else None,
+                       engine_kwargs=json.loads(args.engine_args))
     serve(_scorer(args), host=args.host, port=args.port, cfg=cfg)
     return 0
 
@@ -351,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest body (413 above)")
     v.add_argument("--api-key-env", default="REWARDKIT_API_KEY",
                    help="environment variable holding the bearer token; unset: no authentication")
+    v.add_argument("--engine", choices=["rewardkit", "vllm"], default="rewardkit",
+                   help="who runs the forward: rewardkit's dynamic batcher, or vLLM on an exported directory "
+                   "(`rewardkit export`; for GPU deployments); the HTTP protocol is the same")
+    v.add_argument("--engine-args", default="{}", metavar="JSON",
+                   help="--engine vllm: extra vLLM AsyncEngineArgs as JSON, e.g. '{\"gpu_memory_utilization\": 0.5}'")
     _scoring_options(v, normalize_help="return normalised rewards by default")
     v.set_defaults(func=cmd_serve)
 
