@@ -104,7 +104,7 @@ def serving_manifest(meta: ModelMeta, readout: str, weights: list[float] | None,
                 "encoders: not documented for SGLang's reward path; use vLLM or rewardkit serve",
                 "serve": f"python -m sglang.launch_server --model-path {q} --is-embedding --dtype {dtype} "
                          f"--context-length {max_len}",
-                "endpoint": "/classify (or the native /encode)",
+                "endpoint": "/v1/classify (vLLM-compatible) or the native /classify",
             }
     return manifest
 
