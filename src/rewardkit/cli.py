@@ -190,11 +190,19 @@ def cmd_fit_weights(args, overrides: list[str]) -> int:
 def cmd_score(args, overrides: list[str]) -> int:
     from .cli_data_overrides import data_config
     from .serve.batch import score_file
+    from .serve.sharded_score import launched_world, score_cli
 
     data = data_config(overrides) if overrides else None  # --data.fields.* / --data.format ab
-    scorer = _scorer(args)
-    r = score_file(scorer, args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid, data=data,
-                   overwrite=args.overwrite)
+    if args.num_processes or args.resume or launched_world() > 1:
+        if data is not None:
+            raise ValueError("--data.* overrides are not supported with --num-processes / accelerate launch yet; "
+                             "score in one process, or rename the fields in the file")
+        r = score_cli(args)
+        if r is None:  # a launched process other than rank 0: rank 0 merges and reports
+            return 0
+    else:
+        r = score_file(_scorer(args), args.input, args.output, normalize=args.normalize, on_invalid=args.on_invalid,
+                       data=data, overwrite=args.overwrite, block_records=args.block_records)
     extra = f", {r.skipped['skipped']} invalid skipped" if r.skipped.get("skipped") else ""
     extra += f", {r.dropped} dropped as too long" if r.dropped else ""
     print(f"scored {r.sequences} sequences from {r.records} records in {r.seconds:.1f} s "
@@ -205,6 +213,7 @@ def cmd_score(args, overrides: list[str]) -> int:
 def cmd_serve(args, overrides: list[str]) -> int:
     import os
 
+    from .serve.scorer import resolve_model_dir
     from .serve.server import ServerConfig, serve
 
     cfg = ServerConfig(max_items=args.max_items, max_text_chars=args.max_text_chars,
@@ -212,7 +221,10 @@ def cmd_serve(args, overrides: list[str]) -> int:
                        max_wait_ms=args.max_wait_ms, api_key=os.environ.get(args.api_key_env) or None,
                        normalize=args.normalize, max_request_chars=args.max_request_chars,
                        max_queue_chars=args.max_queue_chars, body_timeout_s=args.body_timeout,
-                       keep_alive_s=args.keep_alive, shutdown_timeout_s=args.shutdown_timeout)
+                       keep_alive_s=args.keep_alive, shutdown_timeout_s=args.shutdown_timeout,
+                       engine=args.engine,
+                       model_dir=str(resolve_model_dir(args.model)) if args.engine == "vllm" else None,
+                       engine_kwargs=json.loads(args.engine_args))
     serve(_scorer(args), host=args.host, port=args.port, cfg=cfg)
     return 0
 
@@ -237,7 +249,7 @@ def cmd_export(args, overrides: list[str]) -> int:
     from .export import export_model
 
     r = export_model(args.source, args.out_dir, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                     rewardkit_only=args.rewardkit_only)
+                     rewardkit_only=args.rewardkit_only, engines=tuple(args.engine))
     c = r.checks
     print(f"exported to {r.out_dir} ({r.dtype}); reload check on {c.get('probes')} probes: vs source max |diff| "
           f"{c.get('fidelity_max_abs_diff', float('nan')):.2e}"
@@ -370,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
                    help="skip: keep invalid records with null rewards and count them")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
+    s.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="data-parallel: N local processes each score a contiguous shard (written atomically to "
+                   "OUTPUT.shards/), merged in input order; under `accelerate launch` each launched process is one")
+    s.add_argument("--resume", action="store_true", help="with --num-processes / accelerate launch: keep the "
+                   "complete shards of the same job and score only the missing ones")
+    s.add_argument("--block-records", type=int, default=8192, metavar="N",
+                   help="records scored together (sorted by length into batches); shards are whole blocks, so "
+                   "any --num-processes writes the same bytes as one process")
     _scoring_options(s, normalize_help="apply the model's stored mean/std")
     s.set_defaults(func=cmd_score, overrides=True)
 
@@ -391,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "in flight before closing connections")
     v.add_argument("--api-key-env", default="REWARDKIT_API_KEY",
                    help="environment variable holding the bearer token; unset: no authentication")
+    v.add_argument("--engine", choices=["rewardkit", "vllm"], default="rewardkit",
+                   help="who runs the forward: rewardkit's dynamic batcher, or vLLM on an exported directory "
+                   "(`rewardkit export`; for GPU deployments); the HTTP protocol is the same")
+    v.add_argument("--engine-args", default="{}", metavar="JSON",
+                   help="--engine vllm: extra vLLM AsyncEngineArgs as JSON, e.g. '{\"gpu_memory_utilization\": 0.5}'")
     _scoring_options(v, normalize_help="return normalised rewards by default")
     v.set_defaults(func=cmd_serve)
 
@@ -414,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (e.g. 500MB, 2GB)")
     x.add_argument("--rewardkit-only", action="store_true", help="export a head transformers cannot compute "
                    "(mean pooling, per-token, multi-attribute) for rewardkit.load_model / serve")
+    x.add_argument("--engine", action="append", default=[], choices=["vllm", "sglang"],
+                   help="fail unless this serving engine computes the same reward (repeatable); the serving "
+                   "manifest in rewardkit.json and README.md is written either way")
     x.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", help="list the built-in offline models")

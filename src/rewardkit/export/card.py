@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..models.head_kinds import head_kind
 from ..models.reward_model import ModelMeta
+from .manifest import card_section
 
 
 def _load_json(path: Path) -> dict | None:
@@ -174,6 +175,7 @@ def write_card(out: Path, meta: ModelMeta, export_info: dict, run_dir: Path | No
                   "*How to use it*."]
     lines += ["", *_training_section(meta, run_dir), "",
               *_usage_section(meta, compatible, export_info.get("attribute_weights")), "",
+              *(card_section(export_info["serving"]) + [""] if export_info.get("serving") else []),
               "## Export check", ""]
     if checks:
         lines.append(f"After writing, the directory was reloaded and {checks.get('probes')} probe examples "

@@ -24,6 +24,7 @@ from ..models.backbones import detach_gguf_quantizer
 from ..models.head_kinds import Readout, head_kind  # Readout was defined here; the registry owns it now
 from ..models.reward_model import META_FILE, ModelMeta, RewardModel, load_reward_model
 from .card import write_card
+from .manifest import apply_problem_type, require_engine, serving_manifest
 from .tokenizer import prepare_tokenizer
 
 log = logging.getLogger(__name__)
@@ -143,11 +144,13 @@ def consumer_reward(logits: torch.Tensor, meta: ModelMeta, weights: list[float] 
 
 # -- export -----------------------------------------------------------------------------------------------------
 def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float32", max_shard_size: str = "2GB",
-                 rewardkit_only: bool = False, overwrite: bool = False, verify: bool = True) -> ExportResult:
+                 rewardkit_only: bool = False, overwrite: bool = False, verify: bool = True,
+                 engines: tuple[str, ...] = ()) -> ExportResult:
     """Export ``source`` (run, model directory or checkpoint) to ``out_dir``; see the module docstring.
 
     ``rewardkit_only``: export a head that transformers cannot compute (mean pooling, per-token, several
-    attributes) anyway, for ``rewardkit.load_model``; without it such a head is an error.
+    attributes) anyway, for ``rewardkit.load_model``; without it such a head is an error. ``engines``: serving
+    engines (``vllm``, ``sglang``) that must compute this head's reward, else an error (``export/manifest.py``).
     """
     if dtype not in get_args(Dtype):
         raise ValueError(f"dtype {dtype!r}: choose one of {', '.join(get_args(Dtype))}")
@@ -162,6 +165,8 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
             f"{src.path}: a {src.meta.kind} with pooling '{src.meta.pooling}' and head '{src.meta.head}' cannot be "
             "computed by a transformers *ForSequenceClassification class (it reads one token through a linear "
             "head); pass --rewardkit-only to export it for rewardkit.load_model / rewardkit serve")
+    for engine in engines:
+        require_engine(src.meta, how, engine, str(src.path))
     weights = attribute_weights(src.model, src.meta)
     out.mkdir(parents=True, exist_ok=True)
     probes, n_chat = _probes(src)
@@ -181,6 +186,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     tok = src.tokenizer  # changed in place below: the source is not used after this point
     hf.config.pad_token_id = tok.pad_token_id
     head_kind(src.meta.head).export_config(hf.config, src.meta)  # e.g. label names for multi
+    apply_problem_type(hf.config, how)  # raw outputs in vLLM / SGLang / the pipeline, not a sigmoid
     hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     prepare_tokenizer(tok, src.meta.kind)
     if src.meta.kind == "decoder" and src.meta.truncation == "truncate_prompt_left":
@@ -199,6 +205,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     export_info = {"dtype": dtype, "source": str(src.path), "source_kind": src.kind,
                    "transformers_compatible": compatible, "readout": how, "attribute_weights": weights,
                    "tokenizer_appends_score_token": meta.kind == "decoder"}
+    export_info["serving"] = serving_manifest(meta, how, weights, tok, dtype)
     _write_meta(out, meta, export_info)
     checks = _verify(out, probes, n_chat, before, dtype, compatible, weights) if verify else {}
     export_info["checks"] = checks

@@ -30,6 +30,11 @@ from .scorer import Scorer
 
 log = logging.getLogger(__name__)
 
+SCORE_BLOCK = 8192
+"""Records scored together (their sequences sorted by length into batches): bounds the work held at once, and
+since a block's batches depend on the block alone, a sharded run split at block boundaries gives the same bytes as
+one process (:mod:`rewardkit.serve.sharded_score`)."""
+
 OutputFormat = Literal["jsonl", "json", "csv", "parquet"]
 FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "parquet")
 
@@ -55,19 +60,24 @@ def output_format(path: str | Path) -> OutputFormat:
 
 def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: bool = False,
                on_invalid: Literal["error", "skip"] = "error", progress: bool = True,
-               data: DataConfig | None = None, overwrite: bool = False) -> ScoreFileResult:
+               data: DataConfig | None = None, overwrite: bool = False,
+               records: tuple[int, int | None] = (0, None), block_records: int = SCORE_BLOCK) -> ScoreFileResult:
     """Score every record of ``input_path`` and write them, with rewards added, to ``output_path``.
 
     ``data`` (``--data.*`` overrides) maps field names (``data.fields``); with ``data.format: ab`` both responses
     of an A/B judgment are scored (``reward_a``, ``reward_b``; the winner is not needed). The output is written to
     a temporary file and renamed into place; an existing output is refused unless ``overwrite``, and the input
-    itself always is (see :mod:`rewardkit.io_safety`)."""
+    itself always is (see :mod:`rewardkit.io_safety`). ``records``: only records ``[start, stop)`` of the input
+    (a shard of data-parallel scoring, :mod:`rewardkit.serve.sharded_score`)."""
     import time
+    from itertools import islice
 
     from tqdm.auto import tqdm
 
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+    if block_records < 1:
+        raise ValueError(f"block_records (--block-records) must be at least 1, got {block_records}")
     fmt = output_format(output_path)
     check_output(output_path, (input_path,), overwrite)  # before any work: a refused output wastes none
     if normalize and not scorer.meta.normalization:
@@ -79,7 +89,10 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     seqs: list[Encoded] = []
     dropped = 0
     cached = ScoreEncodings(input_path, on_invalid, scorer.renderer, scorer.encoder)  # data/cache.py
-    for rec in read_records(input_path, on_invalid, report):
+    cuts: list[int] = []  # sequence index where each block after the first starts
+    for rec in islice(read_records(input_path, on_invalid, report), *records):
+        if rows and len(rows) % block_records == 0:
+            cuts.append(len(seqs))
         row = dict(rec.data)
         rows.append(row)
         try:
@@ -102,7 +115,8 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
             seqs.append(enc)
     cached.save()
     with tqdm(total=len(seqs), unit="seq", desc="scoring", disable=not progress) as bar:
-        rewards = scorer.score_encoded(seqs, progress=bar.update)
+        rewards = [r for a, b in zip([0, *cuts], [*cuts, len(seqs)], strict=True)
+                   for r in scorer.score_encoded(seqs[a:b], progress=bar.update)]
     if normalize:
         rewards = scorer.normalize(rewards)
     for (i, name), r in zip(slots, rewards, strict=True):

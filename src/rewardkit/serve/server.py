@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -81,7 +82,19 @@ class ServerConfig:
     shutdown_timeout_s: float = 30.0
     """On SIGTERM, wait at most this long for requests in flight, then close the remaining connections."""
 
+    engine: Literal["rewardkit", "vllm"] = "rewardkit"
+    """Who runs the forward: rewardkit's batcher, or a vLLM engine on ``model_dir`` (an export;
+    :mod:`rewardkit.serve.vllm_engine`). Tokenization, validation and the protocol are rewardkit's either way."""
+    model_dir: str | None = None
+    """The exported directory vLLM loads (``engine="vllm"``)."""
+    engine_kwargs: dict = field(default_factory=dict)
+    """Extra vLLM ``AsyncEngineArgs`` (``engine="vllm"``), e.g. ``{"dtype": "float32", "enforce_eager": True}``."""
+
     def __post_init__(self):
+        if self.engine not in ("rewardkit", "vllm"):
+            raise ValueError(f"engine {self.engine!r}: choose rewardkit or vllm")
+        if self.engine == "vllm" and not self.model_dir:
+            raise ValueError("engine 'vllm' needs model_dir, the exported directory vLLM loads")
         for name in ("max_items", "max_text_chars", "max_body_bytes", "max_tokens", "max_batch", "max_request_chars",
                      "max_queue_chars", "tokenize_slice_chars"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -218,7 +231,12 @@ class RewardService:
             cfg = dataclasses.replace(cfg, max_tokens=scorer.max_tokens)
         self.cfg = cfg
         self.metrics = ServerMetrics()
-        self.batcher = Batcher(scorer, cfg, self.metrics)
+        if cfg.engine == "vllm":
+            from .vllm_engine import VllmBatcher
+
+            self.batcher = VllmBatcher(scorer, cfg.model_dir, self.metrics, dict(cfg.engine_kwargs))
+        else:
+            self.batcher = Batcher(scorer, cfg, self.metrics)
         # one tokenizer thread: keeps tokenization off the event loop and out of the model thread's way
         self._tok_thread = ThreadPoolExecutor(1, thread_name_prefix="rewardkit-tokenize")
         self._chat_queries, self._pad_text = query_settings(scorer)
@@ -419,7 +437,7 @@ def create_app(scorer: Scorer, cfg: ServerConfig | None = None):
 
     async def health(request):
         service.metrics.requests[("/health", 200)] += 1
-        return JSONResponse(service.health())
+        return JSONResponse(dict(service.health(), engine=cfg.engine))
 
     async def metrics(request):
         return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
