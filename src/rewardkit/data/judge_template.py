@@ -27,15 +27,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ..config import JudgeConfig
 from .formats import Message, Text
 
-JudgeStyle = Literal["auto", "chat", "plain"]
 Trim = Literal["keep", "left", "right"]
 
-DEFAULT_QUESTION = "Is the assistant's last reply helpful and harmless? Answer Yes or No."
-DEFAULT_PAIRWISE_QUESTION = "Which reply is more helpful and harmless, A or B? Answer A or B."
 DEFAULT_POINTWISE_PLAIN = "{conversation}\n\nReply:\n{response}\n\n{question}"
-DEFAULT_PAIRWISE_FORMAT = "Conversation:\n{conversation}\n\nReply A:\n{reply_a}\n\nReply B:\n{reply_b}\n\n{question}"
 # plain (no chat template) answers follow "Answer:", so the answer token is the word with its leading space
 _PLAIN_TOKENS = {"yes": " Yes", "no": " No", "a": " A", "b": " B"}
 _CHAT_TOKENS = {"yes": "Yes", "no": "No", "a": "A", "b": "B"}
@@ -48,27 +45,8 @@ class JudgeTemplateError(ValueError):
     """A judge template setting that cannot work with this tokenizer (the message names the config key)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class JudgeTemplateConfig:
-    """How a judge read-out asks its question (``model.judge`` in a run config)."""
-
-    style: JudgeStyle = "auto"
-    """``chat`` renders with the tokenizer's chat template; ``plain`` as Human:/Assistant: text; ``auto``: chat
-    when the tokenizer has a chat template."""
-    question: str = DEFAULT_QUESTION
-    """The pointwise question, asked in a user turn after the reply."""
-    pairwise_question: str = DEFAULT_PAIRWISE_QUESTION
-    """The pairwise question, asked after both replies."""
-    pairwise_format: str = DEFAULT_PAIRWISE_FORMAT
-    """The pairwise user turn; placeholders ``{conversation}``, ``{reply_a}``, ``{reply_b}``, ``{question}``."""
-    yes_token: str | None = None
-    """The answer token whose logit counts for the reply (default ``Yes``; ``" Yes"`` in plain style)."""
-    no_token: str | None = None
-    """The answer token whose logit counts against it (default ``No``; ``" No"`` in plain style)."""
-    a_token: str | None = None
-    """Pairwise: the token naming reply A (default ``A``; ``" A"`` in plain style)."""
-    b_token: str | None = None
-    """Pairwise: the token naming reply B (default ``B``; ``" B"`` in plain style)."""
+JudgeTemplateConfig = JudgeConfig
+"""The judge settings (``model.judge``), defined in :mod:`rewardkit.config` with the other config sections."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +57,8 @@ class Piece:
     trim: Trim = "keep"
     group: int = 0
     """Truncation order: lower groups are cut first; pieces of one group lose the same number of tokens."""
+    reply: bool = False
+    """The pointwise reply: where the response starts (what differs between the responses to one prompt)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +68,10 @@ class JudgeInput:
     input_ids: list[int]
     truncated: int
     """Content tokens cut to fit ``max_length`` (0 when it fitted)."""
+    cuts: dict[int, int]
+    """Tokens cut per truncation group (what :func:`tokenize_pieces`'s ``at_least`` takes)."""
+    response_start: int
+    """Index of the first token of the reply piece (0 when there is none)."""
 
 
 def resolve_style(cfg: JudgeTemplateConfig, tokenizer) -> Literal["chat", "plain"]:
@@ -188,12 +172,12 @@ def pointwise_pieces(cfg: JudgeTemplateConfig, tokenizer, prompt: Text, response
     conv = as_messages(prompt, "user")
     reply = _reply_text(response)
     if resolve_style(cfg, tokenizer) == "plain":
-        values = {"conversation": Piece(transcript(conv), "left", 0), "response": Piece(reply, "right", 1),
+        values = {"conversation": Piece(transcript(conv), "left", 0), "response": Piece(reply, "right", 1, reply=True),
                   "question": Piece(cfg.question)}
         filled, contents = _format_pieces(DEFAULT_POINTWISE_PLAIN, values)
         return _split_on_sentinels(filled + "\nAnswer:", contents)
     # oldest message first; the reply only when the whole conversation is gone
-    contents = [Piece(m["content"], "left", i) for i, m in enumerate(conv)] + [Piece(reply, "right", len(conv))]
+    contents = [Piece(m["content"], "left", i) for i, m in enumerate(conv)] + [Piece(reply, "right", len(conv), reply=True)]
     messages = [{"role": m["role"], "content": _SENTINEL.format(i)} for i, m in enumerate(conv)]
     messages.append({"role": "assistant", "content": _SENTINEL.format(len(conv))})
     messages.append({"role": "user", "content": cfg.question})
@@ -219,12 +203,14 @@ def pieces_text(pieces: list[Piece]) -> str:
     return "".join(p.text for p in pieces)
 
 
-def tokenize_pieces(tokenizer, pieces: list[Piece], max_length: int | None = None) -> JudgeInput:
+def tokenize_pieces(tokenizer, pieces: list[Piece], max_length: int | None = None,
+                    at_least: dict[int, int] | None = None) -> JudgeInput:
     """Token ids of the judge text, cut in the content pieces to fit ``max_length``.
 
     The whole text is tokenized at once (so the ids are what a text-in server computes; BPE merges across piece
     boundaries, e.g. ``.\n\n``); each token then belongs to the content piece that holds all of its
-    characters, and a token that straddles a boundary counts as fixed text: it is never cut."""
+    characters, and a token that straddles a boundary counts as fixed text: it is never cut. ``at_least``
+    cuts that many tokens from each member of a group first (the responses to one prompt keep one context)."""
     text = pieces_text(pieces)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
@@ -242,7 +228,22 @@ def tokenize_pieces(tokenizer, pieces: list[Piece], max_length: int | None = Non
     members_of = {i: [t for t, o in enumerate(owner) if o == i] for i, p in enumerate(pieces) if p.trim != "keep"}
     excess = 0 if max_length is None else len(ids) - max_length
     drop: set[int] = set()
-    for group in sorted({p.group for p in pieces if p.trim != "keep"}):
+    cuts: dict[int, int] = {}
+
+    def cut(i: int, n: int) -> int:
+        toks = members_of[i]
+        n = min(n, len(toks))
+        gone, members_of[i] = (toks[:n], toks[n:]) if pieces[i].trim == "left" else (toks[len(toks) - n:],
+                                                                                      toks[:len(toks) - n])
+        drop.update(gone)
+        cuts[pieces[i].group] = cuts.get(pieces[i].group, 0) + n
+        return n
+
+    groups = sorted({p.group for p in pieces if p.trim != "keep"})
+    for group, n in (at_least or {}).items():
+        for i in [i for i, p in enumerate(pieces) if p.trim != "keep" and p.group == group]:
+            excess -= cut(i, n)
+    for group in groups:
         members = [i for i, p in enumerate(pieces) if p.trim != "keep" and p.group == group]
         while excess > 0 and any(members_of[i] for i in members):
             live = [i for i in members if members_of[i]]
@@ -250,13 +251,12 @@ def tokenize_pieces(tokenizer, pieces: list[Piece], max_length: int | None = Non
             # is shown first; the cut may overshoot the budget by fewer tokens than there are members
             share = -(-excess // len(live))
             for i in live:
-                toks = members_of[i]
-                n = min(share, len(toks))
-                gone, members_of[i] = (toks[:n], toks[n:]) if pieces[i].trim == "left" else (toks[-n:], toks[:-n])
-                drop.update(gone)
-                excess -= n
+                excess -= cut(i, share)
     if excess > 0:
         fixed = sum(o == -1 for o in owner)
         raise JudgeTemplateError(f"data.max_length {max_length} is too small for the judge template: its fixed text "
                                  f"alone is {fixed} tokens")
-    return JudgeInput([t for i, t in enumerate(ids) if i not in drop], len(drop))
+    reply_char = next((bounds[i][0] for i, p in enumerate(pieces) if p.reply), None)
+    kept = [t for t in range(len(ids)) if t not in drop]
+    start = 0 if reply_char is None else next((j for j, t in enumerate(kept) if offsets[t][0] >= reply_char), 0)
+    return JudgeInput([ids[t] for t in kept], len(drop), cuts, start)

@@ -68,6 +68,9 @@ class HeadSpec:
 
     def validate(self, kind: str) -> None:
         """Fail early, naming the setting, on read-outs that do not make sense."""
+        if self.head == "judge" and (kind != "decoder" or self.pooling != "last"):
+            raise ValueError("model.head judge needs a decoder with pooling last (the LM head reads the answer "
+                             "position, the judge template's last token)")
         if self.head == "per_token" and (kind != "decoder" or self.pooling != "last"):
             raise ValueError("model.head per_token needs a decoder with pooling last (each token's value is "
                              "its causal prefix's reward)")

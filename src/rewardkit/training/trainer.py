@@ -29,6 +29,7 @@ from ..data.render import Renderer
 from ..data.tokenize import SequenceEncoder
 from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc, pairwise_metrics
 from ..losses import get_pairwise_loss
+from ..models.judge import judge_encoders
 from ..models.packed import pack_settings, select_attention
 from ..models.reward_model import ModelMeta, RewardModel, build_model
 from ..serve.scorer import Scorer, score_sequences
@@ -176,8 +177,11 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
 
     model, tokenizer, kind = build_model(cfg.model, seed=tc.seed)
     padding_side = "right" if kind == "encoder" else tc.padding_side  # BERT-style pooling reads column 0
-    renderer = Renderer(tokenizer, kind, cfg.data.template, cfg.data.separator)
-    encoder = SequenceEncoder(tokenizer, kind, cfg.data.max_length, cfg.data.truncation)
+    if cfg.model.head == "judge":  # the judge template, read at its last token (models/judge.py)
+        renderer, encoder = judge_encoders(tokenizer, model.judge_settings, cfg.data.max_length, cfg.data.truncation)
+    else:
+        renderer = Renderer(tokenizer, kind, cfg.data.template, cfg.data.separator)
+        encoder = SequenceEncoder(tokenizer, kind, cfg.data.max_length, cfg.data.truncation)
     report = SkipReport()
     if cfg.data.train is None:
         raise ValueError("data.train is required for training")
@@ -365,7 +369,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
                      score_token_id=None if kind == "encoder" else encoder.score_token_id,
                      template=cfg.data.template, separator=cfg.data.separator, max_length=cfg.data.max_length,
                      truncation=cfg.data.truncation, padding_side="right", base_model=cfg.model.name,
-                     rewardkit_version=__version__,
+                     rewardkit_version=__version__, judge=getattr(raw_model, "judge_settings", None),
                      training={"steps": state["step"], "loss": cfg.loss.name, "eval": final,
                                **({"best_step": early["best_step"]} if early else {})})
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
