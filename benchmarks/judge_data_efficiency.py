@@ -363,7 +363,7 @@ def probe_curve(args) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     spec = DATA[args.data]
     eval_pairs = load_pairs(args.data, spec["eval_start"], spec["eval_stop"])[:args.eval_n]
-    train_pairs = load_pairs(args.data, 0, spec["eval_start"])[:max(args.sizes)]
+    train_pairs = load_pairs(args.data, 0, spec["eval_start"])[:max(args.sizes)] if args.sizes else []
     out: dict = {}
     for readout in args.readouts:
         tag = f"{args.data}-{readout}-L{args.max_length}"
@@ -371,6 +371,8 @@ def probe_curve(args) -> dict:
         v0 = head_init(hf, tok, readout, args.seed)
         out[f"{readout}@0"] = probe_accuracy(probe_margin(readout, v0, h_eval))
         print(readout, 0, json.dumps(out[f"{readout}@0"]), flush=True)
+        if not train_pairs:
+            continue
         h_train = features(hf, tok, readout, train_pairs, args, cache / f"{tag}-train.pt")
         for n in args.sizes:
             v, losses = train_probe(readout, v0, h_train[:n], args)

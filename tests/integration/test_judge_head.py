@@ -124,3 +124,18 @@ def test_judge_with_lora_trains_and_saves_a_merged_causal_lm(tiny_causal_lm, tmp
 def test_answer_token_of_two_tokens_fails_before_training_naming_the_key(tiny_causal_lm, tmp_path):
     with pytest.raises(ValueError, match=r"model\.judge\.yes_token 'Yes indeed' is 2 tokens"):
         rewardkit.train(_config(tiny_causal_lm, tmp_path, judge={"yes_token": "Yes indeed"}))
+
+
+def test_export_writes_a_causal_lm_whose_judge_logits_equal_rewardkit_scores(trained_judge, tmp_path):
+    from rewardkit.export.exporter import export_model
+
+    result, out = trained_judge
+    res = export_model(out, tmp_path / "exported")
+    assert res.readout == "judge" and res.checks["interop_max_abs_diff"] <= 1e-4
+    assert res.checks["fidelity_max_abs_diff"] <= 1e-4
+    meta = json.loads((tmp_path / "exported" / "rewardkit.json").read_text())
+    assert meta["judge"]["vllm_command"].startswith(f"vllm serve {tmp_path / 'exported'} --runner pooling")
+    assert not meta["export"]["tokenizer_appends_score_token"]
+    assert rewardkit.load_model(tmp_path / "exported").score(PROMPTS, REPLIES) == \
+        pytest.approx(result.scorer.score(PROMPTS, REPLIES), abs=1e-4)
+    assert "vllm serve" in (tmp_path / "exported" / "README.md").read_text()

@@ -30,10 +30,11 @@ log = logging.getLogger(__name__)
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-Readout = Literal["exact", "logits", "rewardkit_only"]
+Readout = Literal["exact", "logits", "judge", "rewardkit_only"]
 """What plain transformers gives (``models/heads.py``): ``exact``, the reward itself (scalar and per-token heads
 read at the score token / [CLS]); ``logits``, the head's outputs, from which the card's formula gives the reward
-(classifier, multi-attribute); ``rewardkit_only``, nothing usable (mean pooling: transformers reads one token)."""
+(classifier, multi-attribute); ``judge``, a causal LM whose next-token logits at the judge text's end give the
+reward ``logit(yes) - logit(no)`` (``head: judge``: ``AutoModelForCausalLM``, or vLLM as a classifier); ``rewardkit_only``, nothing usable (mean pooling: transformers reads one token)."""
 # rewardkit(exported) vs rewardkit(source): fp32 must agree up to kernel noise; a bf16/fp16 cast changes scores
 # by an amount that depends on the model, so it is measured and written in the card, and only NaN/inf fail
 FIDELITY_TOL = {"float32": 1e-4, "bfloat16": math.inf, "float16": math.inf}
@@ -134,6 +135,8 @@ def _load_checkpoint(ckpt: Path) -> Source:
 
 
 def readout(meta: ModelMeta) -> Readout:
+    if meta.head == "judge":
+        return "judge"
     if meta.pooling not in ("last", "cls"):
         return "rewardkit_only"
     if meta.head in ("scalar", "per_token"):
@@ -212,8 +215,10 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
         hf.config.id2label = dict(enumerate(src.meta.attributes))
         hf.config.label2id = {a: i for i, a in enumerate(src.meta.attributes)}
     hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
-    prepare_tokenizer(tok, src.meta.kind)
-    if src.meta.kind == "decoder" and src.meta.truncation == "truncate_prompt_left":
+    # a judge's text already ends where the answer goes (the assistant turn start): nothing is appended
+    if src.meta.head != "judge":
+        prepare_tokenizer(tok, src.meta.kind)
+    if src.meta.kind == "decoder" and src.meta.truncation == "truncate_prompt_left" and src.meta.head != "judge":
         # `tokenizer(text, truncation=True)` then cuts from the left to max_length with the score token kept:
         # rewardkit's over-length policy (the prompt's start goes first)
         tok.truncation_side = tok.init_kwargs["truncation_side"] = "left"
@@ -223,12 +228,16 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
 
     meta = copy.deepcopy(src.meta)
     meta.padding_side = "right"
+    if meta.head == "judge":
+        from ..models.judge import vllm_command
+
+        meta.judge = {**meta.judge, "vllm_command": vllm_command(str(out), meta.judge, hf.config.architectures[0])}
     if meta.kind == "decoder" and not meta.score_token:
         sid = meta.score_token_id if meta.score_token_id is not None else tok.eos_token_id
         meta.score_token, meta.score_token_id = tok.convert_ids_to_tokens(sid), sid
     export_info = {"dtype": dtype, "source": str(src.path), "source_kind": src.kind,
                    "transformers_compatible": compatible, "readout": how, "attribute_weights": weights,
-                   "tokenizer_appends_score_token": meta.kind == "decoder"}
+                   "tokenizer_appends_score_token": meta.kind == "decoder" and meta.head != "judge"}
     _write_meta(out, meta, export_info)
     checks = _verify(out, probes, n_chat, before, dtype, compatible, weights) if verify else {}
     export_info["checks"] = checks
@@ -297,7 +306,9 @@ def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: st
     if not math.isfinite(fidelity) or fidelity > FIDELITY_TOL[dtype]:
         raise ExportError(f"{out}: the exported model's scores differ from the source by {fidelity:.3g} "
                           f"(at most {FIDELITY_TOL[dtype]} allowed for {dtype})")
-    if compatible:
+    if exported.meta.head == "judge":
+        checks["interop_max_abs_diff"] = _verify_judge(exported, probes, after)
+    elif compatible:
         # rewardkit loaded these with AutoTokenizer and AutoModelForSequenceClassification (fp32), as a consumer
         # would; the consumer's forward is the transformers class's own (last non-pad token, its own head)
         tok, hf = exported.tokenizer, exported.model.transformer
@@ -313,3 +324,21 @@ def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: st
             raise ExportError(f"{out}: plain transformers scores differ from rewardkit's by {interop:.3g} on probe "
                               f"{probes[worst]!r}; the tokenizer does not reproduce rewardkit's rendering")
     return checks
+
+
+def _verify_judge(exported, probes: list, after: list[float]) -> float:
+    """Plain ``AutoModelForCausalLM`` on the judge text (what vLLM's ``from_2_way_softmax`` classifier reads):
+    ``logit(yes) - logit(no)`` at the last token must equal rewardkit's reward."""
+    from ..models.judge import judge_text
+
+    tok, hf, settings = exported.tokenizer, exported.model.transformer, exported.meta.judge
+    consumer = []
+    with torch.no_grad():
+        for p, r in probes:
+            ids = tok(judge_text(tok, settings, p, r), add_special_tokens=False, return_tensors="pt").input_ids
+            z = hf(input_ids=ids).logits[0, -1].float()
+            consumer.append(float(z[settings["pos_token_id"]] - z[settings["neg_token_id"]]))
+    interop = max(abs(a - b) for a, b in zip(after, consumer, strict=True))
+    if not math.isfinite(interop) or interop > INTEROP_TOL:
+        raise ExportError(f"plain transformers judge logits differ from rewardkit's rewards by {interop:.3g}")
+    return interop
