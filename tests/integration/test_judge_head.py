@@ -139,3 +139,17 @@ def test_export_writes_a_causal_lm_whose_judge_logits_equal_rewardkit_scores(tra
     assert rewardkit.load_model(tmp_path / "exported").score(PROMPTS, REPLIES) == \
         pytest.approx(result.scorer.score(PROMPTS, REPLIES), abs=1e-4)
     assert "vllm serve" in (tmp_path / "exported" / "README.md").read_text()
+
+
+def test_served_judge_returns_the_scorer_rewards_over_http(trained_judge):
+    from rewardkit.serve.server import ServerConfig
+
+    from .test_server import TOKEN, Running
+
+    _, out = trained_judge
+    scorer = rewardkit.load_model(out)
+    items = [{"prompt": p, "response": r} for p, r in zip(PROMPTS, REPLIES, strict=True)]
+    with Running(scorer, ServerConfig(api_key=TOKEN, max_wait_ms=50)) as running:
+        status, body = running.post("/score", items)
+    assert status == 200
+    assert body["rewards"] == pytest.approx(scorer.score(PROMPTS, REPLIES), abs=1e-4)
