@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -64,3 +65,29 @@ def test_position_consistency_counts_pairs_whose_winner_survives_the_swap():
     m_xy = torch.tensor([2.0, 3.0, -1.0, 1.0])
     m_yx = torch.tensor([-1.0, 2.0, 1.0, 0.5])  # pair 0 and 2 consistent; 1 and 3 always say "A"
     assert position_consistency(m_xy, m_yx) == 0.5
+
+
+def test_pairwise_judge_margin_is_antisymmetric_and_matches_the_full_lm_head(tokenizer_dirs):
+    from transformers import Qwen2ForCausalLM
+
+    from rewardkit.data.judge_template import pairwise_pieces, pieces_text
+    from rewardkit.models.judge import PairwiseJudge
+    from tests.conftest import load_test_tokenizer
+
+    tok = load_test_tokenizer(tokenizer_dirs, "qwen2")
+    torch.manual_seed(0)
+    lm = Qwen2ForCausalLM(tiny_config("qwen2", len(tok))).eval()
+    judge = PairwiseJudge(lm, tok)
+    prompts, a, b = ["How do I make tea?", "2+2?"], ["Steep the leaves.", "4"], ["Go away.", "It is 5, obviously."]
+    ab, ba = judge.compare(prompts, a, b), judge.compare(prompts, b, a)
+    torch.testing.assert_close(ba.margin, -ab.margin)
+    torch.testing.assert_close(ba.position_bias, ab.position_bias)
+    # the first order's margin is logit(A) - logit(B) of the plain LM at the end of the A/B judge text
+    ids = tok(pieces_text(pairwise_pieces(judge.cfg, tok, prompts[0], a[0], b[0])), return_tensors="pt").input_ids
+    with torch.no_grad():
+        z = lm(ids).logits[0, -1]
+        m_ab, _ = judge.margins(prompts, a, b)
+    assert float(m_ab[0]) == pytest.approx(float(z[judge.a_id] - z[judge.b_id]), abs=1e-4)
+    loss = judge.loss(prompts, a, b)
+    loss.backward()
+    assert lm.model.layers[0].self_attn.q_proj.weight.grad is not None

@@ -102,3 +102,55 @@ def vllm_command(model_dir: str, settings: dict, architecture: str) -> str:
 def judge_text(tokenizer, settings: dict, prompt, response) -> str:
     """The judge text of one (prompt, response) as a text-in server (vLLM) must receive it."""
     return pieces_text(pointwise_pieces(judge_config_from_meta(settings), tokenizer, prompt, response))
+
+
+class PairwiseJudge:
+    """The pairwise judge read-out: both replies in one context, ``logit(A) - logit(B)`` in both orders.
+
+    ``compare`` returns the order-averaged margin of ``a`` over ``b`` (antisymmetric: swapping the replies
+    negates it exactly) and the position bias. ``loss`` is Bradley-Terry on that margin (chosen as ``a``), the
+    training objective of benchmarks/judge_data_efficiency.py. ``hf`` is any causal LM (LoRA-wrapped or not).
+    """
+
+    def __init__(self, hf, tokenizer, cfg: JudgeConfig | None = None, max_length: int = 512):
+        from ..data.judge_template import answer_token_ids
+
+        self.hf, self.tokenizer, self.cfg = hf, tokenizer, cfg or JudgeConfig(mode="pairwise")
+        self.max_length = max_length
+        self.a_id, self.b_id = answer_token_ids(self.cfg, tokenizer, "pairwise")
+
+    def _ids(self, prompt, first, second) -> list[int]:
+        from ..data.judge_template import pairwise_pieces, tokenize_pieces
+
+        return tokenize_pieces(self.tokenizer, pairwise_pieces(self.cfg, self.tokenizer, prompt, first, second),
+                               self.max_length).input_ids
+
+    def margins(self, prompts, a, b) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m(a shown as A), m(b shown as A)), each ``[N]`` fp32, one padded forward for both orders."""
+        rows = [self._ids(p, x, y) for p, x, y in zip(prompts, a, b, strict=True)] + \
+               [self._ids(p, y, x) for p, x, y in zip(prompts, a, b, strict=True)]
+        width = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        base = self.hf.get_base_model() if hasattr(self.hf, "get_base_model") else self.hf
+        hidden = base.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        last = hidden[torch.arange(len(rows)), mask.sum(1) - 1]
+        m = token_margin(last, base.get_output_embeddings(), self.a_id, self.b_id)
+        return m[:len(prompts)], m[len(prompts):]
+
+    def compare(self, prompts, a, b):
+        """:class:`~rewardkit.models.judge_readout.PairwiseReadout` of ``a`` over ``b`` for each prompt."""
+        from .judge_readout import order_averaged
+
+        with torch.no_grad():
+            return order_averaged(*self.margins(prompts, a, b))
+
+    def loss(self, prompts, chosen, rejected) -> torch.Tensor:
+        from ..losses import bradley_terry
+        from .judge_readout import order_averaged
+
+        margin = order_averaged(*self.margins(prompts, chosen, rejected)).margin
+        return bradley_terry(margin, torch.zeros_like(margin))
