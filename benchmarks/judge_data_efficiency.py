@@ -2,6 +2,8 @@
 
     python benchmarks/judge_data_efficiency.py zero-shot [--data hh] [--eval-n 400] [--max-length 320]
     python benchmarks/judge_data_efficiency.py curve --sizes 64 256 1024 [--readouts pointwise scalar] [--data hh]
+    python benchmarks/judge_data_efficiency.py probe-curve --readouts pointwise scalar --eval-n 100 --sizes 64 256
+    python benchmarks/judge_data_efficiency.py zero-shot-from-cache --readouts pointwise pairwise
 
 ``zero-shot``: accuracy on held-out pairs of the pointwise judge (``logit(Yes) - logit(No)`` after a judge
 question) and the pairwise judge (both replies in one context, ``logit(A) - logit(B)`` averaged over both orders),
@@ -11,6 +13,13 @@ with 95% bootstrap intervals, the pairwise position bias and the accuracy of eac
 same optimiser, learning rate, batch size and number of steps for every read-out; then held-out accuracy with
 95% bootstrap intervals. ``scalar`` is rewardkit's decoder scalar head (a fresh linear layer on the appended
 end token, rendered and tokenized by rewardkit), ``pointwise`` / ``pairwise`` the judges (no new parameters).
+
+``probe-curve`` (what a shared 2-core CPU affords): the backbone frozen, its final hidden states at the read
+position cached on disk (resumable: ``--cache``; each pair's shared conversation prefix is computed once on a
+key/value cache), then only the head vector trained by Bradley-Terry: for the judge the LM head's
+``W[yes] - W[no]`` (it starts at the zero-shot judge), for the scalar head a fresh vector initialised as
+transformers initialises a classification head. ``@0`` rows are the untrained read-outs (the judge's equals the
+``zero-shot`` figure exactly). ``zero-shot-from-cache`` reports the cached eval features so far.
 
 Data: ``hh`` = the bundled hh-rlhf harmless-base sample, training from record 0, held out from record 1912 (the
 quickstart split); ``ultrafeedback`` = ../shared/data/ultrafeedback/train_clean.jsonl, held out: the last 400
@@ -356,6 +365,32 @@ def head_init(hf, tok, readout: str, seed: int) -> torch.Tensor:
     return w[pos] - w[neg]
 
 
+def zero_shot_from_cache(args) -> dict:
+    """Zero-shot accuracies from the cached eval features (also part-filled ones, when a run was stopped):
+    each read-out on the pairs it finished, and all of them on the pairs every one finished."""
+    hf, tok = load_causal_lm(lora=False)
+    feats = {}
+    for readout in args.readouts:
+        path = Path(args.cache) / f"{args.data}-{readout}-L{args.max_length}-eval.pt"
+        if path.exists():
+            feats[readout] = torch.load(path)
+    common = min(len(f["h"]) for f in feats.values())
+    out: dict = {"common_pairs": common}
+    for readout, f in feats.items():
+        h, v = f["h"], head_init(hf, tok, readout, args.seed)
+        for tag, hh in (("all", h), ("common", h[:common])):
+            res = probe_accuracy(probe_margin(readout, v, hh))
+            if readout == "pairwise":
+                a, b = hh[:, 0] @ v, hh[:, 1] @ v
+                res.update(position_bias_mean=float(order_averaged(a, b).position_bias.mean()),
+                           position_consistency=position_consistency(a, b),
+                           accuracy_chosen_as_A=float((a > 0).float().mean()),
+                           accuracy_chosen_as_B=float((b < 0).float().mean()))
+            out[f"{readout}/{tag}"] = res
+            print(readout, tag, json.dumps(res), flush=True)
+    return out
+
+
 def probe_curve(args) -> dict:
     hf, tok = load_causal_lm(lora=False)
     hf.eval()
@@ -388,7 +423,7 @@ def probe_curve(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["zero-shot", "curve", "probe-curve"])
+    p.add_argument("what", choices=["zero-shot", "curve", "probe-curve", "zero-shot-from-cache"])
     p.add_argument("--data", choices=sorted(DATA), default="hh")
     p.add_argument("--readouts", nargs="+", choices=["pointwise", "pairwise", "scalar"], default=None)
     p.add_argument("--sizes", type=int, nargs="*", default=[64, 256, 1024])
@@ -405,11 +440,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.readouts is None:
-        args.readouts = ["pointwise", "pairwise"] if args.what == "zero-shot" else ["pointwise", "scalar"]
-    if args.what == "zero-shot" and "scalar" in args.readouts:
+        args.readouts = ["pointwise", "pairwise"] if args.what.startswith("zero-shot") else ["pointwise", "scalar"]
+    if args.what.startswith("zero-shot") and "scalar" in args.readouts:
         p.error("zero-shot compares the judge read-outs (a scalar head starts at chance)")
     t0 = time.perf_counter()
-    res = {"zero-shot": zero_shot, "curve": curve, "probe-curve": probe_curve}[args.what](args)
+    res = {"zero-shot": zero_shot, "curve": curve, "probe-curve": probe_curve,
+           "zero-shot-from-cache": zero_shot_from_cache}[args.what](args)
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "results": res,
                                               "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
