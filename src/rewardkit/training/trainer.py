@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..config import RunConfig, dump_config, load_config
 from ..data.collate import pair_batch
 from ..data.dataset import EncodedPair
@@ -31,8 +30,8 @@ from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc,
 from ..losses import get_pairwise_loss
 from ..models.judge import judge_encoders
 from ..models.packed import pack_settings, select_attention
-from ..models.reward_model import ModelMeta, RewardModel, build_model
-from ..serve.scorer import Scorer, score_sequences
+from ..models.reward_model import RewardModel, build_meta, build_model
+from ..scoring import Scorer, score_sequences
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .distributed import (
     LocalBatch,
@@ -102,6 +101,15 @@ def epoch_local_batches(lengths: list[int], batch_size: int, seed: int, epoch: i
         order = torch.randperm(len(chunks), generator=g).tolist()
         chunks = [chunks[i] for i in order]
     return [local_batch(c, rank, world, batch_size) for c in chunks]
+
+
+def text_encoders(model: RewardModel, tokenizer, kind: str, data) -> tuple:
+    """(renderer, encoder) for the model's head: the judge template read at its last token (models/judge.py) for
+    an LM-head judge, else the data config's rendering with the score token appended."""
+    if model.spec.head_kind.lm_head:
+        return judge_encoders(tokenizer, model.judge_settings, data.max_length, data.truncation)
+    return (Renderer(tokenizer, kind, data.template, data.separator),
+            SequenceEncoder(tokenizer, kind, data.max_length, data.truncation))
 
 
 def evaluate_pairs(model: RewardModel, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int,
@@ -177,11 +185,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
 
     model, tokenizer, kind = build_model(cfg.model, seed=tc.seed)
     padding_side = "right" if kind == "encoder" else tc.padding_side  # BERT-style pooling reads column 0
-    if cfg.model.head == "judge":  # the judge template, read at its last token (models/judge.py)
-        renderer, encoder = judge_encoders(tokenizer, model.judge_settings, cfg.data.max_length, cfg.data.truncation)
-    else:
-        renderer = Renderer(tokenizer, kind, cfg.data.template, cfg.data.separator)
-        encoder = SequenceEncoder(tokenizer, kind, cfg.data.max_length, cfg.data.truncation)
+    renderer, encoder = text_encoders(model, tokenizer, kind, cfg.data)
     report = SkipReport()
     if cfg.data.train is None:
         raise ValueError("data.train is required for training")
@@ -363,15 +367,9 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     if stopper is not None and final:  # restore the best evaluation's weights: they are what is saved
         final, early = stopper.finish(state["step"], final, raw_model, evaluated=last_eval is not None)
         logger.write(stopper.best_step, "eval_selected", final)
-    meta = ModelMeta(kind=kind, pooling="cls" if kind == "encoder" else "last",
-                     score_token="[CLS]" if kind == "encoder" else tokenizer.convert_ids_to_tokens(
-                         encoder.score_token_id),
-                     score_token_id=None if kind == "encoder" else encoder.score_token_id,
-                     template=cfg.data.template, separator=cfg.data.separator, max_length=cfg.data.max_length,
-                     truncation=cfg.data.truncation, padding_side="right", base_model=cfg.model.name,
-                     rewardkit_version=__version__, judge=getattr(raw_model, "judge_settings", None),
-                     training={"steps": state["step"], "loss": cfg.loss.name, "eval": final,
-                               **({"best_step": early["best_step"]} if early else {})})
+    meta = build_meta(raw_model, tokenizer, cfg.data, cfg.model.name, score_token_id=encoder.score_token_id,
+                      training={"steps": state["step"], "loss": cfg.loss.name, "eval": final,
+                                **({"best_step": early["best_step"]} if early else {})})
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
                "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
                "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32",
