@@ -26,7 +26,7 @@ Scheduler = Literal["linear", "cosine", "constant"]
 PaddingSide = Literal["right", "left"]
 ModelKind = Literal["auto", "decoder", "encoder"]
 Pooling = Literal["auto", "last", "cls", "mean"]
-Head = Literal["scalar", "classifier", "per_token", "multi"]
+Head = Literal["scalar", "classifier", "per_token", "multi", "judge"]
 
 
 class ConfigError(ValueError):
@@ -207,6 +207,34 @@ class LoraConfig:
 
 
 @dataclass(kw_only=True)
+class JudgeConfig:
+    """`head: judge`: the reward is read from the LM head's logits of answer tokens after a judge question
+    (rewardkit/data/judge_template.py; no new parameters). Every answer token must be a single token."""
+
+    mode: Literal["pointwise", "pairwise"] = "pointwise"
+    """`pointwise`: reward = logit(yes_token) - logit(no_token) after `question`; `pairwise`: both replies in one
+    context, margin = logit(a_token) - logit(b_token), averaged over both orders (benchmarks and the Python API;
+    the trainer, scorer and server take pointwise judges)."""
+    style: Literal["auto", "chat", "plain"] = "auto"
+    """`chat`: the tokenizer's chat template; `plain`: Human:/Assistant: text ending in `Answer:`; `auto`: chat
+    when the tokenizer has a chat template."""
+    question: str = "Is the assistant's last reply helpful and harmless? Answer Yes or No."
+    """Pointwise: the question asked in a user turn after the reply."""
+    pairwise_question: str = "Which reply is more helpful and harmless, A or B? Answer A or B."
+    pairwise_format: str = ("Conversation:\n{conversation}\n\nReply A:\n{reply_a}\n\nReply B:\n{reply_b}\n\n"
+                            "{question}")
+    """Pairwise: the user turn; placeholders {conversation}, {reply_a}, {reply_b}, {question}."""
+    yes_token: str | None = None
+    """Default `Yes` (chat style) or ` Yes` (plain style, after `Answer:`)."""
+    no_token: str | None = None
+    """Default `No` / ` No`."""
+    a_token: str | None = None
+    """Pairwise: default `A` / ` A`."""
+    b_token: str | None = None
+    """Pairwise: default `B` / ` B`."""
+
+
+@dataclass(kw_only=True)
 class ModelConfig:
     """The backbone and how the reward is read out of it."""
 
@@ -253,6 +281,8 @@ class ModelConfig:
     """Run code shipped with a model repository. Off unless you trust the source."""
     init_seed: int | None = None
     """Seed for the new head's initialisation; null uses `train.seed`."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """`head: judge` only: the judge template and answer tokens."""
 
 
 @dataclass(kw_only=True)

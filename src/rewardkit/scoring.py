@@ -147,8 +147,14 @@ class Scorer:
         self.device = torch.device(device)
         self.max_tokens = max_tokens or default_max_tokens(self.device)
         self.max_batch = max_batch
-        self.renderer = Renderer(tokenizer, meta.kind, meta.template, meta.separator)
-        self.encoder = SequenceEncoder(tokenizer, meta.kind, meta.max_length, meta.truncation)
+        if model.spec.head_kind.lm_head:  # the judge template read at its last token (models/judge.py)
+            from .models.judge import judge_encoders
+
+            settings = meta.judge or model.judge_settings
+            self.renderer, self.encoder = judge_encoders(tokenizer, settings, meta.max_length, meta.truncation)
+        else:
+            self.renderer = Renderer(tokenizer, meta.kind, meta.template, meta.separator)
+            self.encoder = SequenceEncoder(tokenizer, meta.kind, meta.max_length, meta.truncation)
         if meta.score_token_id is not None:
             self.encoder.score_token_id = meta.score_token_id
         # a foreign transformers model scores its text as it is (rewardkit.models.foreign)

@@ -80,7 +80,27 @@ def _combination(meta: ModelMeta, weights: list[float] | None) -> list[str]:
     return head_kind(meta.head).card_lines(meta, weights)
 
 
+def _judge_usage(meta: ModelMeta) -> list[str]:
+    j = meta.judge or {}
+    return ["## How to use it", "",
+            f"An LM-head judge: a causal LM asked `{j.get('question')}` after the reply; the reward is "
+            f"`logit({j.get('pos_piece')!r}) - logit({j.get('neg_piece')!r})` of the next token (token ids "
+            f"{j.get('pos_token_id')} and {j.get('neg_token_id')}), read at the end of the judge text.", "",
+            "```python", "import rewardkit", "scorer = rewardkit.load_model(\"PATH\")",
+            "scorer.score([prompt], [response])",
+            "# plain transformers: the judge text, then the two logits at its last token",
+            "from rewardkit.models.judge import judge_text",
+            "ids = tok(judge_text(tok, meta['judge'], prompt, response), add_special_tokens=False,"
+            " return_tensors='pt').input_ids",
+            "z = AutoModelForCausalLM.from_pretrained(\"PATH\")(ids).logits[0, -1]",
+            f"reward = z[{j.get('pos_token_id')}] - z[{j.get('neg_token_id')}]", "```", "",
+            "Served by vLLM as a one-label classifier (its classify output is sigmoid(reward)):", "",
+            "```bash", str(j.get("vllm_command")), "```"]
+
+
 def _usage_section(meta: ModelMeta, compatible: bool, weights: list[float] | None = None) -> list[str]:
+    if meta.judge:  # an LM-head judge (head_kinds: lm_head): a causal LM, and vLLM's classifier command
+        return _judge_usage(meta)
     sep = json.dumps(meta.separator)
     if not compatible:
         return ["## How to use it", "",

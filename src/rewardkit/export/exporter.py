@@ -188,8 +188,11 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     head_kind(src.meta.head).export_config(hf.config, src.meta)  # e.g. label names for multi
     apply_problem_type(hf.config, how)  # raw outputs in vLLM / SGLang / the pipeline, not a sigmoid
     hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
-    prepare_tokenizer(tok, src.meta.kind)
-    if src.meta.kind == "decoder" and src.meta.truncation == "truncate_prompt_left":
+    # a judge's text already ends where the answer goes (the assistant turn start): nothing is appended
+    lm_head = head_kind(src.meta.head).lm_head
+    if not lm_head:
+        prepare_tokenizer(tok, src.meta.kind)
+    if src.meta.kind == "decoder" and src.meta.truncation == "truncate_prompt_left" and not lm_head:
         # `tokenizer(text, truncation=True)` then cuts from the left to max_length with the score token kept:
         # rewardkit's over-length policy (the prompt's start goes first)
         tok.truncation_side = tok.init_kwargs["truncation_side"] = "left"
@@ -199,12 +202,16 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
 
     meta = copy.deepcopy(src.meta)
     meta.padding_side = "right"
+    if lm_head:
+        from ..models.judge import vllm_command
+
+        meta.judge = {**meta.judge, "vllm_command": vllm_command(str(out), meta.judge, hf.config.architectures[0])}
     if meta.kind == "decoder" and not meta.score_token:
         sid = meta.score_token_id if meta.score_token_id is not None else tok.eos_token_id
         meta.score_token, meta.score_token_id = tok.convert_ids_to_tokens(sid), sid
     export_info = {"dtype": dtype, "source": str(src.path), "source_kind": src.kind,
                    "transformers_compatible": compatible, "readout": how, "attribute_weights": weights,
-                   "tokenizer_appends_score_token": meta.kind == "decoder"}
+                   "tokenizer_appends_score_token": meta.kind == "decoder" and not lm_head}
     export_info["serving"] = serving_manifest(meta, how, weights, tok, dtype)
     _write_meta(out, meta, export_info)
     checks = _verify(out, probes, n_chat, before, dtype, compatible, weights) if verify else {}
@@ -274,7 +281,9 @@ def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: st
     if not math.isfinite(fidelity) or fidelity > FIDELITY_TOL[dtype]:
         raise ExportError(f"{out}: the exported model's scores differ from the source by {fidelity:.3g} "
                           f"(at most {FIDELITY_TOL[dtype]} allowed for {dtype})")
-    if compatible:
+    if head_kind(exported.meta.head).lm_head:
+        checks["interop_max_abs_diff"] = _verify_judge(exported, probes, after)
+    elif compatible:
         # rewardkit loaded these with AutoTokenizer and AutoModelForSequenceClassification (fp32), as a consumer
         # would; the consumer's forward is the transformers class's own (last non-pad token, its own head)
         tok, hf = exported.tokenizer, exported.model.transformer
@@ -290,3 +299,21 @@ def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: st
             raise ExportError(f"{out}: plain transformers scores differ from rewardkit's by {interop:.3g} on probe "
                               f"{probes[worst]!r}; the tokenizer does not reproduce rewardkit's rendering")
     return checks
+
+
+def _verify_judge(exported, probes: list, after: list[float]) -> float:
+    """Plain ``AutoModelForCausalLM`` on the judge text (what vLLM's ``from_2_way_softmax`` classifier reads):
+    ``logit(yes) - logit(no)`` at the last token must equal rewardkit's reward."""
+    from ..models.judge import judge_text
+
+    tok, hf, settings = exported.tokenizer, exported.model.transformer, exported.meta.judge
+    consumer = []
+    with torch.no_grad():
+        for p, r in probes:
+            ids = tok(judge_text(tok, settings, p, r), add_special_tokens=False, return_tensors="pt").input_ids
+            z = hf(input_ids=ids).logits[0, -1].float()
+            consumer.append(float(z[settings["pos_token_id"]] - z[settings["neg_token_id"]]))
+    interop = max(abs(a - b) for a, b in zip(after, consumer, strict=True))
+    if not math.isfinite(interop) or interop > INTEROP_TOL:
+        raise ExportError(f"plain transformers judge logits differ from rewardkit's rewards by {interop:.3g}")
+    return interop

@@ -29,6 +29,9 @@ def engine_support(meta: ModelMeta, readout: str) -> tuple[bool, str]:
         return False, (f"pooling '{meta.pooling}' with head '{meta.head}' is not one token through a linear head; "
                        "vLLM and SGLang pool the last token (decoders) or [CLS] (encoders) into the classifier, "
                        "so they would compute a different score: serve it with `rewardkit serve`")
+    if readout == "judge":  # a causal LM: vLLM converts it into a classifier from two answer tokens
+        return True, ("LM-head judge: vLLM --convert classify with from_2_way_softmax gives sigmoid(reward); "
+                      "reward = log(p / (1 - p)); SGLang has no such conversion")
     if meta.head == "classifier":
         return True, "2 outputs (reject, accept) as raw logits; the reward is the card's formula of them"
     if meta.head == "multi":
@@ -44,13 +47,14 @@ def require_engine(meta: ModelMeta, readout: str, engine: str, where: str) -> No
     if engine not in ENGINES:
         raise ExportError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
     ok, why = engine_support(meta, readout)
-    if not ok:
+    if readout == "judge" and engine != "vllm":
+        ok = False
         raise ExportError(f"{where}: cannot export for {engine}: {why}")
 
 
 def apply_problem_type(config, readout: str) -> None:
     """``problem_type: regression`` on the exported config: raw outputs in vLLM, SGLang and the pipeline."""
-    if readout != "rewardkit_only":
+    if readout not in ("rewardkit_only", "judge"):  # a judge exports a causal LM: no classification head
         config.problem_type = PROBLEM_TYPE
 
 
@@ -66,6 +70,8 @@ def serving_manifest(meta: ModelMeta, readout: str, weights: list[float] | None,
                      path: str = "PATH") -> dict:
     """What a serving engine needs to score like rewardkit (see the module docstring); ``path``: the directory
     as the commands should name it."""
+    if readout == "judge":
+        return _judge_manifest(meta)
     ok, how = engine_support(meta, readout)
     chat = bool(getattr(tokenizer, "chat_template", None)) and meta.kind == "decoder" and meta.template != "plain"
     manifest = {
@@ -140,3 +146,21 @@ def card_section(manifest: dict) -> list[str]:
         lines.append(f"Normalised reward: `(reward - {n['mean']:.6g}) / {n['std']:.6g}` (the engines return the raw "
                      "reward).")
     return lines
+
+
+def _judge_manifest(meta: ModelMeta) -> dict:
+    """An LM-head judge (``model.head: judge``): what vLLM is told and what it returns."""
+    judge = meta.judge or {}
+    return {
+        "problem_type": None,
+        "activation": "vLLM classify returns sigmoid(reward); reward = log(p / (1 - p))",
+        "outputs": 1,
+        "reward": "logit(yes) - logit(no) of the next token after the judge text",
+        "pooling": "LAST",
+        "tokenizer_appends_score_token": False,
+        "judge_text": "the judge template rendered by rewardkit (rewardkit.models.judge.judge_text)",
+        "max_length": meta.max_length,
+        "normalization": meta.normalization,
+        "engines": {"vllm": {"supported": True, "command": judge.get("vllm_command")},
+                    "sglang": {"supported": False, "reason": "no from-token classifier conversion in SGLang"}},
+    }

@@ -29,7 +29,7 @@ import torch
 if TYPE_CHECKING:  # annotations only: heads.py imports this module
     from .heads import HeadExtras, HeadSpec
 
-Readout = Literal["exact", "logits", "rewardkit_only"]
+Readout = Literal["exact", "logits", "judge", "rewardkit_only"]
 
 
 class HeadKind:
@@ -40,8 +40,16 @@ class HeadKind:
     """True: the linear head is applied to every token's hidden state and ``RewardOutput.token_values`` holds
     them; the reward is the score token's value (``per_token``)."""
 
+    lm_head: bool = False
+    """True: the head is the backbone's own language-model head (a causal LM is loaded and saved, no new
+    parameters; ``judge``), rather than a transformers ``*ForSequenceClassification`` head."""
+
     def num_labels(self, spec) -> int:
         return 1
+
+    def project(self, model, picked: torch.Tensor) -> torch.Tensor:
+        """Hidden states at the score tokens [M, H] -> the head's outputs [M, C] (the transformers head)."""
+        return model._head()(picked)
 
     def validate(self, spec: HeadSpec, kind: str) -> None:
         """Raise ``ValueError`` naming the ``model.*`` key on settings this head cannot honour."""
@@ -189,3 +197,30 @@ class Multi(HeadKind):
         return [f"This head rates {len(meta.attributes or [])} attributes; plain transformers returns them as "
                 f"`logits` (in this order, also in `config.id2label`) and the reward is their weighted sum "
                 f"`logits @ w` ({meta.weighting} weighting), with w: {pairs}."]
+
+
+
+@register_head
+class Judge(HeadKind):
+    """The LM head's logits of two answer tokens at the judge template's end, ``logit(yes) - logit(no)`` (no new
+    parameters; :mod:`rewardkit.models.judge`). Plain transformers computes it with ``AutoModelForCausalLM``
+    on the judge text; vLLM serves it as a one-label classifier (the command is in ``rewardkit.json``)."""
+
+    name = "judge"
+    lm_head = True
+
+    def validate(self, spec, kind):
+        if kind != "decoder" or spec.pooling != "last":
+            raise ValueError("model.head judge needs a decoder with pooling last (the LM head reads the answer "
+                             "position, the judge template's last token)")
+
+    def project(self, model, picked):
+        return model.judge_head(picked)  # [M, 1]: logit(yes) - logit(no), through the model's own LM head
+
+    def transformers_readout(self, meta) -> Readout:
+        return "judge"
+
+    def card_lines(self, meta, weights):
+        j = meta.judge or {}
+        return [f"The reward is `logit({j.get('pos_piece')!r}) - logit({j.get('neg_piece')!r})` of the causal LM's "
+                "next token at the end of the judge text (no head of its own)."]

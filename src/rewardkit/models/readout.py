@@ -32,7 +32,7 @@ def read_out(model, hidden: torch.Tensor, index: ReadIndex) -> RewardOutput:
     elif model.kind == "encoder":
         logits = encoder_head(model.transformer, hidden[index.score_row, index.score_col])
     else:
-        logits = model._head()(hidden[index.score_row, index.score_col]).float()  # [M, C]
+        logits = spec.head_kind.project(model, hidden[index.score_row, index.score_col]).float()  # [M, C]
     return RewardOutput(combine(logits, spec, model.extras), logits, token_values)
 
 

@@ -22,6 +22,7 @@ from ..types import PackedBatch, TokenBatch
 from .backbones import detach_gguf_quantizer, is_encoder_config, load_config, load_tokenizer, resolve_model
 from .cls_readout import cls_only
 from .fp32 import FP32Head, fp32_forward
+from .head_kinds import head_kind
 from .heads import HeadExtras, HeadSpec, RewardOutput, combine, spec_from_config
 from .packed import packed_outputs
 from .readout import mean_mask, read_out
@@ -61,6 +62,9 @@ class ModelMeta:
     padding_side: str = "right"
     normalization: dict | None = None
     """{"mean": m, "std": s} fitted on an evaluation set; normalised reward = (r - mean) / std."""
+    judge: dict | None = None
+    """`head: judge`: the judge template settings, the answer token ids and pieces, the score token id and the
+    vLLM command that serves the directory (rewardkit/models/judge.py)."""
     base_model: str = ""
     rewardkit_version: str = ""
     training: dict = field(default_factory=dict)
@@ -142,6 +146,11 @@ class RewardModel(nn.Module):
         tokenizer.save_pretrained(directory)
         self.extras.save(directory)
         meta = dataclasses.replace(meta, **self.spec.to_meta())  # the read-out travels with the weights
+        if self.spec.head_kind.lm_head:  # the judge: template, answer tokens, how vLLM serves this directory
+            from .judge import vllm_command
+
+            arch = (hf.config.architectures or [type(hf).__name__])[0]
+            meta.judge = {**(meta.judge or {}), "vllm_command": vllm_command(str(directory), meta.judge, arch)}
         meta.save(directory)
 
 
@@ -158,7 +167,8 @@ def build_meta(model: RewardModel, tokenizer, data, base_model: str, training: d
                      score_token="[CLS]" if encoder else tokenizer.convert_ids_to_tokens(sid), score_token_id=sid,
                      template=data.template, separator=data.separator, max_length=data.max_length,
                      truncation=data.truncation, padding_side="right", base_model=base_model,
-                     rewardkit_version=__version__, training=training)
+                     rewardkit_version=__version__, training=training,
+                     judge=getattr(model, "judge_settings", None))
     return dataclasses.replace(meta, **model.spec.to_meta())
 
 
@@ -186,6 +196,8 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
     """Load the backbone for training with a fresh head (``cfg.head``); returns (model, tokenizer, kind)."""
     from transformers import AutoModelForSequenceClassification
 
+    if head_kind(cfg.head).lm_head:
+        return build_judge_model(cfg)
     path, gguf = resolve_model(cfg.name, cfg.gguf_file)
     tokenizer = load_tokenizer(path, gguf, cfg.trust_remote_code)
     config = load_config(path, gguf, cfg.trust_remote_code)
@@ -212,6 +224,31 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
     if cfg.lora is not None:
         hf = apply_lora(hf, cfg.lora)
     return RewardModel(hf, kind, spec), tokenizer, kind
+
+
+def build_judge_model(cfg) -> tuple[RewardModel, object, str]:
+    """``head: judge``: the backbone as a causal LM, read by its own LM head (no new parameters)."""
+    from .judge import JudgeHead, apply_judge_lora, judge_settings, load_causal_lm
+
+    path, gguf = resolve_model(cfg.name, cfg.gguf_file)
+    tokenizer = load_tokenizer(path, gguf, cfg.trust_remote_code)
+    settings = judge_settings(cfg.judge, tokenizer)  # fails early on answer tokens that are not single tokens
+    hf = load_causal_lm(path, gguf, cfg.trust_remote_code)
+    if is_encoder_config(hf.config):
+        raise ValueError("model.head judge needs a decoder (a causal LM with a language-model head)")
+    if not cfg.dropout:
+        disable_dropout(hf.config)
+    if gguf:
+        detach_gguf_quantizer(hf)
+    _set_pad_token(tokenizer, hf, "decoder")
+    if cfg.gradient_checkpointing:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora is not None:
+        hf = apply_judge_lora(hf, cfg.lora)
+    model = RewardModel(hf, "decoder", HeadSpec(head="judge", pooling="last"))
+    model.judge_head = JudgeHead(hf, settings["pos_token_id"], settings["neg_token_id"])
+    model.judge_settings = settings
+    return model, tokenizer, "decoder"
 
 
 def apply_lora(hf, lora_cfg):
@@ -259,6 +296,14 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
                                 "file, convert it once: model.save_pretrained(dir, safe_serialization=True)")
     meta = ModelMeta.load(directory)
     check_weights_dir(directory, "reward model")  # a truncated safetensors file: named, not a traceback
+    if head_kind(meta.head).lm_head:
+        from .judge import JudgeHead, load_causal_lm
+
+        hf = load_causal_lm(str(directory), None, trust_remote_code, directory_load=True).eval()
+        model = RewardModel(hf, "decoder", HeadSpec(head="judge", pooling="last"))
+        model.judge_head = JudgeHead(hf, meta.judge["pos_token_id"], meta.judge["neg_token_id"])
+        model.judge_settings = meta.judge
+        return model.eval(), load_tokenizer(str(directory), None, trust_remote_code), meta
     hf = AutoModelForSequenceClassification.from_pretrained(
         directory, dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code)
     hf.eval()

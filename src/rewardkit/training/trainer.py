@@ -29,6 +29,7 @@ from ..data.render import Renderer
 from ..data.tokenize import SequenceEncoder
 from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc, pairwise_metrics
 from ..losses import get_pairwise_loss
+from ..models.judge import judge_encoders
 from ..models.packed import pack_settings
 from ..models.reward_model import RewardModel, build_meta, build_model
 from ..scoring import Scorer, score_sequences
@@ -93,6 +94,15 @@ def epoch_local_batches(lengths: list[int], batch_size: int, seed: int, epoch: i
         order = torch.randperm(len(chunks), generator=g).tolist()
         chunks = [chunks[i] for i in order]
     return [local_batch(c, rank, world, batch_size) for c in chunks]
+
+
+def text_encoders(model: RewardModel, tokenizer, kind: str, data) -> tuple:
+    """(renderer, encoder) for the model's head: the judge template read at its last token (models/judge.py) for
+    an LM-head judge, else the data config's rendering with the score token appended."""
+    if model.spec.head_kind.lm_head:
+        return judge_encoders(tokenizer, model.judge_settings, data.max_length, data.truncation)
+    return (Renderer(tokenizer, kind, data.template, data.separator),
+            SequenceEncoder(tokenizer, kind, data.max_length, data.truncation))
 
 
 def evaluate_pairs(model: RewardModel, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int,
@@ -169,8 +179,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
 
     model, tokenizer, kind = build_model(cfg.model, seed=tc.seed)
     padding_side = "right" if kind == "encoder" else tc.padding_side  # BERT-style pooling reads column 0
-    renderer = Renderer(tokenizer, kind, cfg.data.template, cfg.data.separator)
-    encoder = SequenceEncoder(tokenizer, kind, cfg.data.max_length, cfg.data.truncation)
+    renderer, encoder = text_encoders(model, tokenizer, kind, cfg.data)
     report = SkipReport()
     if cfg.data.train is None:
         raise ValueError("data.train is required for training")
