@@ -47,8 +47,7 @@ def require_engine(meta: ModelMeta, readout: str, engine: str, where: str) -> No
     if engine not in ENGINES:
         raise ExportError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
     ok, why = engine_support(meta, readout)
-    if readout == "judge" and engine != "vllm":
-        ok = False
+    if not ok or (readout == "judge" and engine != "vllm"):
         raise ExportError(f"{where}: cannot export for {engine}: {why}")
 
 
