@@ -34,7 +34,7 @@ import tempfile
 import weakref
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 
 from .. import __version__
@@ -211,12 +211,26 @@ def cache_key(split: SplitConfig, data: DataConfig, task_id: dict, renderer, enc
         "rewardkit": __version__, "cache_format": CACHE_FORMAT, "content": file_digest(split.path), "path": split.path,
         "rows": [split.start, split.stop], "adapter": split.adapter or data.adapter, "format": d.format,
         "fields": asdict(d.fields), "on_invalid": d.on_invalid, "ratings": asdict(d.ratings), "task": task_id,
-        "render": {"kind": renderer.kind, "template": renderer.template, "separator": renderer.separator},
-        "encode": {"kind": encoder.kind, "max_length": encoder.max_length, "truncation": encoder.truncation,
-                   "score_token_id": encoder.score_token_id},
+        "render": settings_identity(renderer), "encode": settings_identity(encoder),
         "tokenizer": tokenizer_digest(encoder.tokenizer),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def settings_identity(obj) -> dict:
+    """What of a renderer or encoder changes the items: its class and every plain setting it holds (kind,
+    template, separator, max_length, truncation, score token, a judge's or a step renderer's config ...), so a
+    new renderer with settings of its own is keyed without editing this function. The tokenizer is keyed apart
+    (:func:`tokenizer_digest`); counters (``stats``) are not settings."""
+    out: dict = {"class": type(obj).__name__}
+    for name, value in sorted(vars(obj).items()):
+        if name in ("tokenizer", "stats") or name.startswith("_"):
+            continue
+        if is_dataclass(value) and not isinstance(value, type):
+            out[name] = asdict(value)
+        elif value is None or isinstance(value, (str, int, float, bool, list, tuple)):
+            out[name] = value
+    return out
 
 
 def task_identity(task) -> dict:

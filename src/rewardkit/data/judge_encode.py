@@ -45,14 +45,18 @@ class JudgeEncoder:
     def encode(self, rendered: list[Piece], where: str = "") -> Encoded:
         return self.encode_group([rendered], where)[0]  # type: ignore[return-value]
 
-    def encode_group(self, rendered: Sequence[list[Piece]], where: str = "") -> list[Encoded | None]:
+    def encode_group(self, rendered: Sequence[list[Piece]], where: str = "",
+                     names: Sequence[str] | None = None) -> list[Encoded | None]:
+        """As :meth:`SequenceEncoder.encode_group`; ``names`` (e.g. chosen, rejected) name the field in errors."""
         full = [tokenize_pieces(self.tokenizer, r) for r in rendered]
         self.stats.counts["sequences"] += len(full)
         over = [len(f.input_ids) > self.max_length for f in full]
         if any(over) and self.truncation in ("error", "drop"):
             if self.truncation == "error":
                 src, _, line = where.rpartition(":")
-                raise DataError(src or where, int(line) if line.isdigit() else None, "prompt",
+                worst = max(range(len(full)), key=lambda i: len(full[i].input_ids))
+                raise DataError(src or where, int(line) if line.isdigit() else None,
+                                names[worst] if names else "prompt",
                                 f"the judge text is {max(len(f.input_ids) for f in full)} tokens, more than "
                                 f"data.max_length={self.max_length}; raise max_length or set data.truncation to "
                                 "truncate_prompt_left or drop", "too_long")

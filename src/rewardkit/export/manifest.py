@@ -118,6 +118,10 @@ def card_section(manifest: dict) -> list[str]:
     """The model card's *Serving engines* section from the manifest."""
     lines = ["## Serving engines (vLLM, SGLang)", ""]
     vllm = manifest["engines"]["vllm"]
+    if "command" in vllm:  # an LM-head judge: vLLM converts the causal LM into a classifier
+        return lines + [f"vLLM serves this judge as a classifier; {manifest['activation']}. SGLang: "
+                        f"{manifest['engines']['sglang']['reason']}.", "", "```bash", vllm["command"], "```", "",
+                        f"Send the judge text ({manifest['judge_text']}); reward = {manifest['reward']}.", ""]
     if not vllm["supported"]:
         return lines + [f"Not servable by vLLM or SGLang with the same scores: {vllm['reason']}."]
     lines += [f"`config.json` has `problem_type: \"{manifest['problem_type']}\"`, so vLLM, SGLang and the "
