@@ -75,8 +75,38 @@ class FieldsConfig:
     pairs (data.ratings.to_pairs)."""
 
 
-DataFormat = Literal["auto", "pairs", "binary", "scalar", "multi", "ranked"]
-Adapter = Literal["hh-rlhf", "oasst", "pandalm", "usr", "halueval"]
+DataFormat = Literal["auto", "pairs", "binary", "scalar", "multi", "ranked", "steps"]
+Adapter = Literal["hh-rlhf", "oasst", "pandalm", "usr", "halueval", "prm800k", "math-shepherd", "trl-stepwise"]
+StepAggregate = Literal["min", "prod", "last", "mean"]
+
+
+@dataclass(kw_only=True)
+class StepsConfig:
+    """Step-level data (`format: steps`, process reward models): how steps are joined, read and validated
+    (rewardkit/data/steps.py, docs/prm.md)."""
+
+    separator: str = "\n\n"
+    """Put after every step (the last one too); the reward of a step is read at the separator's last token.
+    Steps may not contain it. Ignored when `step_token` is set."""
+    step_token: str | None = None
+    """A dedicated token (e.g. `<|step|>`) added to the tokenizer as a special token and put after every step
+    instead of `separator`: one token id marks every step end (what vLLM's STEP pooler reads as `step_tag_id`)."""
+    truncation: Literal["drop_steps", "error"] = "drop_steps"
+    """A solution longer than `data.max_length`: keep the steps that fit whole and drop the trailing ones
+    (counted in the run's truncation report), or stop with an error. A step is never cut in half."""
+    after_error: Literal["keep", "error"] = "keep"
+    """Labels after the first wrong step (0): `keep` them (Math-Shepherd labels every step), or reject such a
+    record with an error naming the field (PRM800K / ProcessBench solutions stop at the first error)."""
+    neutral: Literal["positive", "negative", "unlabelled"] = "positive"
+    """`prm800k` adapter: what a neutral rating (0) becomes: 1 (the paper's choice), 0, or null (masked)."""
+    step_tag: str = "ки"
+    """`math-shepherd` adapter: the tag that ends each step in `input` (its `label` holds `+` or `-` there)."""
+    steps_field: str = "steps"
+    labels_field: str = "labels"
+    correct_field: str = "correct"
+    """Optional solution-level correctness flag (true/false), for best-of-N evaluation."""
+    group_field: str = "group"
+    """Optional key of the problem a solution answers; else solutions of the same prompt are grouped."""
 
 
 @dataclass(kw_only=True)
@@ -127,6 +157,8 @@ class DataConfig:
     separator: str = "\n"
     """Plain rendering: put between a text prompt and its response, unless either side already has
     whitespace at the boundary (hh-rlhf style prompts end in `Assistant:` and responses start with a space)."""
+    steps: StepsConfig = field(default_factory=StepsConfig)
+    """`format: steps` (process reward models): separator or step token, truncation and label policies."""
 
 
 @dataclass(kw_only=True)
