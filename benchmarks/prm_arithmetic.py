@@ -9,9 +9,10 @@ injected error at a random step, of one of three kinds:
 * ``carry``: the step does not start from the previous result (``13 - 3 = 10`` after ``7 + 5 = 12``);
 
 and goes on correctly from the wrong value. Labels do not come from the generator's intent: :func:`check_steps`
-parses every step and marks it right (1) iff its stated result equals the true value after that many
-operations, so the labels are exact whatever the injection did. With additions and subtractions only, an error
-carries to every later step (they are all 0): the earliest error is the first 0.
+parses every step and marks it right (1) iff it is exactly the right step (the true previous value, the
+problem's operation and number, the true result), so the labels are exact whatever the injection did. With
+additions and subtractions only, an error carries to every later step (each starts from a wrong value: 0), so
+the earliest error is the first 0.
 
 ``python benchmarks/prm_arithmetic.py --out DIR`` writes train/test files in the documented ``steps`` layout
 and trains a tiny process reward model on them (see :func:`main`).
@@ -72,21 +73,25 @@ def solve(problem: Problem, rng: random.Random, error_at: int | None = None, kin
 
 
 def check_steps(problem: Problem, steps: list[str]) -> list[int]:
-    """1 for each step whose stated result is the true value after that many operations, else 0 (exact)."""
+    """1 for each step that is exactly right, else 0: it starts from the true previous value, applies the
+    problem's operation to the problem's number, and states the true result. Parsed from the text."""
     truth = problem.values()
     if len(steps) != len(truth):
         raise ValueError(f"{len(steps)} steps for {len(truth)} operations")
-    labels = []
-    for step, value in zip(steps, truth, strict=True):
+    labels, prev = [], problem.start
+    for step, (op, n), value in zip(steps, problem.ops, truth, strict=True):
         m = _STEP.match(step)
         if m is None:
             raise ValueError(f"not a step: {step!r}")
-        labels.append(int(int(m.group(4)) == value))
+        left, sign, right, result = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+        labels.append(int(left == prev and sign == op and right == n and result == value))
+        prev = value
     return labels
 
 
 def generate(n_problems: int, solutions_per_problem: int = 1, error_rate: float = 0.5, seed: int = 0) -> list[dict]:
-    """Records in the documented ``steps`` layout, each with ``correct`` (final answer right) and ``group``."""
+    """Records in the documented ``steps`` layout, each with ``correct`` (final answer right), ``group`` (the
+    problem) and ``answer`` (the stated final result)."""
     rng = random.Random(seed)
     records = []
     for p in range(n_problems):
@@ -95,8 +100,9 @@ def generate(n_problems: int, solutions_per_problem: int = 1, error_rate: float 
             err = rng.randrange(len(problem.ops)) if rng.random() < error_rate else None
             steps = solve(problem, rng, err, rng.choice(ERROR_KINDS))
             labels = check_steps(problem, steps)
+            answer = steps[-1].rsplit("= ", 1)[1]
             records.append({"prompt": problem.text, "steps": steps, "labels": labels, "correct": bool(labels[-1]),
-                            "group": f"p{p}"})
+                            "group": f"p{p}", "answer": answer})
     return records
 
 

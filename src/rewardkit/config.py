@@ -107,6 +107,8 @@ class StepsConfig:
     """Optional solution-level correctness flag (true/false), for best-of-N evaluation."""
     group_field: str = "group"
     """Optional key of the problem a solution answers; else solutions of the same prompt are grouped."""
+    answer_field: str = "answer"
+    """Optional final answer of the solution (best-of-N evaluation compares against majority voting)."""
 
 
 @dataclass(kw_only=True)
@@ -219,10 +221,11 @@ class ModelConfig:
 @dataclass(kw_only=True)
 class LossConfig:
     name: Literal["bradley_terry", "log_exp", "token_level_pairwise", "cross_entropy", "mse", "rmse", "ranking",
-                  "multi_attribute_mse"] = "bradley_terry"
+                  "multi_attribute_mse", "step_bce", "step_ce"] = "bradley_terry"
     """Pairs: `bradley_terry` -logsigmoid(r_c - r_r - margin), `log_exp` log(1 + exp(r_r - r_c)),
     `token_level_pairwise` (head per_token); binary labels: `cross_entropy` (head classifier); scalar
-    ratings: `mse`, `rmse`; ranked lists: `ranking` (K-choose-2); multi: `multi_attribute_mse` (head multi).
+    ratings: `mse`, `rmse`; ranked lists: `ranking` (K-choose-2); multi: `multi_attribute_mse` (head multi);
+    steps: `step_bce` (1 logit per step), `step_ce` (2 classes per step), both with head `step`.
     Formulas and sources in rewardkit/losses.py; which data format each takes in docs/recipes.md."""
     margin: float = 0.0
     """Margin used for records without a margin field."""
@@ -236,6 +239,9 @@ class LossConfig:
     """`cross_entropy`: weight per class [reject, accept], e.g. [3.0, 1.0] when rejects are rare."""
     ties: Literal["skip", "soft"] = "skip"
     """`ranking`: tied responses are left out (`skip`) or count as a 50/50 outcome (`soft`)."""
+    step_target: Literal["all", "last", "until_first_error"] = "all"
+    """`step_bce` / `step_ce` (head step): train on every labelled step, the last labelled step only, or the
+    labelled steps up to and including the first wrong one. `class_weights` [wrong, right] apply too."""
 
 
 @dataclass(kw_only=True)

@@ -12,8 +12,8 @@ from rewardkit.data.adapters import ADAPTERS, majority
 from rewardkit.data.dataset import load_examples
 from rewardkit.data.errors import DataError, SkipReport
 from rewardkit.data.formats import Labeled, MultiRated, Pair, Ranked, Rated
-from rewardkit.data.steps import STEP_ADAPTERS
 from rewardkit.data.readers import Record
+from rewardkit.data.steps import STEP_ADAPTERS
 
 
 def shared_data() -> Path:

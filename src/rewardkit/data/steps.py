@@ -3,11 +3,12 @@
 The documented layout (field names are configurable in ``data.steps``)::
 
     {"prompt": text or messages, "steps": ["step 1", "step 2", ...], "labels": [1, 0, null, ...],
-     "correct"?: true/false, "group"?: "problem id"}
+     "correct"?: true/false, "group"?: "problem id", "answer"?: "final answer"}
 
 ``labels[i]`` is 1 (the step is right), 0 (it is wrong) or null (not labelled: masked in the loss and the step
 metrics). A record without ``labels`` is a solution to score (every step unlabelled). ``correct`` flags the
-whole solution (best-of-N evaluation); ``group`` names the problem when several solutions answer it.
+whole solution (best-of-N evaluation); ``group`` names the problem when several solutions answer it; ``answer``
+(the final answer) lets best-of-N compare against majority voting.
 
 Adapters (``data.adapter``), each a converter to the documented layout plus one row of :data:`STEP_ADAPTERS`:
 
@@ -59,6 +60,8 @@ class Stepwise:
     """Whether the final answer is right (best-of-N); None when the record does not say."""
     group: str | None = None
     """The problem this solution answers (several solutions per prompt); None: grouped by prompt text."""
+    answer: str | None = None
+    """The solution's final answer, when given (majority vote in best-of-N evaluation)."""
 
     @property
     def first_error(self) -> int | None:
@@ -136,9 +139,10 @@ def parse_stepwise(rec: Record, prompt_field: str, cfg: StepsConfig) -> Stepwise
     correct = rec.data.get(cfg.correct_field)
     if correct is not None:
         correct = _label(correct, rec, cfg.correct_field)
-    group = rec.data.get(cfg.group_field)
+    group, answer = rec.data.get(cfg.group_field), rec.data.get(cfg.answer_field)
     return Stepwise(prompt=prompt, steps=steps, labels=labels, where=rec.where,
-                    correct=None if correct is None else bool(correct), group=None if group is None else str(group))
+                    correct=None if correct is None else bool(correct), group=None if group is None else str(group),
+                    answer=None if answer is None else str(answer))
 
 
 # --- adapters ------------------------------------------------------------------------------------------------
