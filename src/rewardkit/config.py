@@ -24,7 +24,7 @@ Scheduler = Literal["linear", "cosine", "constant"]
 PaddingSide = Literal["right", "left"]
 ModelKind = Literal["auto", "decoder", "encoder"]
 Pooling = Literal["auto", "last", "cls", "mean"]
-Head = Literal["scalar", "classifier", "per_token", "multi"]
+Head = Literal["scalar", "classifier", "per_token", "multi", "step"]
 
 
 class ConfigError(ValueError):
@@ -192,7 +192,9 @@ class ModelConfig:
     head: Head = "scalar"
     """`scalar`: 1 output; `classifier`: 2 outputs (reject, accept), see `reward_from`; `per_token`: 1 value
     per token (decoders; for the `token_level_pairwise` loss; the score is the last real token's value);
-    `multi`: one output per `attributes` entry, combined into one reward by `weighting`. docs/recipes.md."""
+    `multi`: one output per `attributes` entry, combined into one reward by `weighting`; `step`: a score at the
+    end of every step (process reward model, decoders; losses `step_bce` / `step_ce`, docs/prm.md).
+    docs/recipes.md."""
     reward_from: Literal["logit_diff", "probability"] = "logit_diff"
     """Classifier head: the reward is the accept logit minus the reject logit (unbounded, ranks like a scalar
     head) or the accept probability softmax(z)[1] (in [0, 1], saturates: poorer for ranking)."""
@@ -204,6 +206,12 @@ class ModelConfig:
     preference pairs by the `attribute_weights` stage or `rewardkit fit-weights`)."""
     attribute_weights: list[float] | None = None
     """Weights for `weighting: fixed`, one per attribute."""
+    step_outputs: Literal[1, 2] = 1
+    """`head: step` (process reward model): 1 logit per step (loss `step_bce`) or 2 classes, wrong and right
+    (`step_ce`). Either exports as a 2-class token classifier for vLLM (docs/prm.md)."""
+    step_aggregate: StepAggregate = "min"
+    """`head: step`: a solution's reward from its step scores P(right): `min` (the weakest step), `prod` (all
+    right), `last` or `mean`. Saved with the model."""
     gguf_file: str | None = None
     """Load the weights from this GGUF file inside `name` (a directory)."""
     lora: LoraConfig | None = None

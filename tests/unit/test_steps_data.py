@@ -168,9 +168,17 @@ def test_truncation_error_policy_names_the_record(tokenizer_dirs):
     assert err.value.source == "f.jsonl" and err.value.line == 3 and err.value.reason == "too_long"
 
 
-def test_a_separator_the_tokenizer_merges_into_the_next_step_is_an_error(tokenizer_dirs):
+@pytest.mark.parametrize("tok_name", ["gpt2", "qwen2"])
+def test_a_steps_tokens_do_not_depend_on_the_steps_after_it(tokenizer_dirs, tok_name):
+    tok = load_test_tokenizer(tokenizer_dirs, tok_name)
+    full = _encoder(tok).encode(_ex(["2 + 3 = 5", "5 + 4 = 9"]))
+    part = _encoder(tok).encode(_ex(["2 + 3 = 5"]))
+    assert full.input_ids[:len(part.input_ids)] == part.input_ids and full.step_ends[0] == part.step_ends[0]
+
+
+def test_with_a_step_token_the_whole_text_tokenizes_to_the_same_ids(tokenizer_dirs):
     tok = load_test_tokenizer(tokenizer_dirs, "gpt2")
-    # GPT-2 merges " " with the next word (" 5"): a space separator cannot end a step cleanly
-    with pytest.raises(DataError) as err:
-        _encoder(tok, separator=" ").encode(_ex(["2 + 3 = 5", "5 + 4 = 9"]))
-    assert err.value.reason == "step_boundary" and err.value.field == "steps[0]"
+    add_step_token(tok, StepsConfig(step_token="<|step|>"))
+    enc = _encoder(tok, step_token="<|step|>")
+    text, _, _ = enc.render("Start at 2. Add 3, add 4.", ["2 + 3 = 5", "5 + 4 = 9"])
+    assert enc.encode(_ex(["2 + 3 = 5", "5 + 4 = 9"])).input_ids == tok(text)["input_ids"]

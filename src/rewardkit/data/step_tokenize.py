@@ -10,9 +10,12 @@ reward of step ``i`` is read at the last token of its ``TAG``. A text prompt is 
 ``data.separator`` (as a prompt and a response are); a chat prompt goes through the chat template with the
 generation prompt, and the steps are the assistant's text.
 
-The whole text is tokenized once (what a serving engine sees), and each step end is found from the offsets. A
-tokenizer that merges the separator with the next step's first characters would leak them into the step's
-reward: that is an error naming the record (use a step token).
+The prompt and then each step with its tag are tokenized on their own and concatenated, so a step's tokens
+(and its score) never depend on the steps after it: scoring a partial solution gives its steps the scores they
+get in the whole one (what step-level search needs), and a tag never merges with the next step's first
+characters. (Tokenizing the whole text at once does not have this property: GPT-2's BPE tokenizes ``"\n\n"`` at
+the end of a text as one token and before a digit as two.) With a step token, the tokenizer splits the text at
+it anyway, so the whole text tokenizes to the same ids: what a serving engine given text sees.
 
 Over-long solutions (``data.steps.truncation``): ``drop_steps`` keeps the steps that fit whole and drops the
 trailing ones, counted in :class:`StepTruncationStats`; ``error`` raises. A step is never cut in half, and a
@@ -42,10 +45,16 @@ class EncodedSteps:
     """Index of the first token of the first step."""
     where: str
     dropped_steps: int = 0
+    correct: bool | None = None
+    """The solution-level flags of :class:`~rewardkit.data.steps.Stepwise` (best-of-N evaluation)."""
+    group: str | None = None
+    answer: str | None = None
 
     @property
     def score_index(self) -> int:
         return self.step_ends[-1]
+
+    token_type_ids = None  # decoders only; lets :func:`rewardkit.data.collate.pad_batch` pad it as an Encoded
 
 
 @dataclass
@@ -112,20 +121,20 @@ class StepEncoder:
     def encode(self, ex: Stepwise) -> EncodedSteps:
         """Tokenize one solution; raises :class:`StepDropped` or :class:`DataError` per the truncation policy."""
         text, char_ends, chat = self.render(ex.prompt, ex.steps)
-        enc = self.tokenizer(text, add_special_tokens=not chat, return_offsets_mapping=True)
-        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        tok = self.tokenizer
+        head = text[:char_ends[0] - len(ex.steps[0]) - len(self.tag)]
+        enc = tok(head, add_special_tokens=not chat, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+        while ids and not chat and tuple(offsets[-1]) == (0, 0) and ids[-1] in tok.all_special_ids and len(ids) > 1:
+            ids, offsets = ids[:-1], offsets[:-1]  # a post-processor's appended EOS: the steps follow the prompt
+        start, ends = len(ids), []
+        for s in ex.steps:
+            # each step with its tag is tokenized on its own: its tokens, and so its score, cannot depend on the
+            # steps after it (a BPE tokenizer tokenizes "\n\n" at the end of a text and before a digit apart)
+            ids += tok(s + self.tag, add_special_tokens=False)["input_ids"]
+            ends.append(len(ids) - 1)
         src, _, line = ex.where.rpartition(":")
         where = (src or ex.where, int(line) if line.isdigit() else None)
-        ends = []
-        first_char = char_ends[0] - len(self.tag) - len(ex.steps[0])
-        start = next((i for i, (a, b) in enumerate(offsets) if b > first_char and b > a), len(ids))
-        for i, c in enumerate(char_ends):
-            j = next((k for k, (a, b) in enumerate(offsets) if b >= c and b > a), None)
-            if j is None or offsets[j][1] != c:
-                raise DataError(*where, f"{self.cfg.steps_field}[{i}]", f"the tokenizer merges the step end "
-                                f"{self.tag!r} with the next step's first characters, so the step's reward would "
-                                "read them; set data.steps.step_token (a dedicated token)", "step_boundary")
-            ends.append(j)
         self.stats.counts["solutions"] += 1
         self.stats.counts["steps"] += len(ends)
         keep = sum(e < self.max_length for e in ends)
@@ -139,5 +148,6 @@ class StepEncoder:
                 self.stats.counts["solutions_dropped"] += 1
                 raise StepDropped(ex.where)
             self.stats.counts["solutions_truncated"] += 1
+        group = ex.group if ex.group is not None else (ex.prompt if isinstance(ex.prompt, str) else repr(ex.prompt))
         return EncodedSteps(ids[:ends[keep - 1] + 1], ends[:keep], list(ex.labels[:keep]), start, ex.where,
-                            len(ends) - keep)
+                            len(ends) - keep, ex.correct, group, ex.answer)

@@ -16,6 +16,7 @@ cross_entropy              binary       classifier (or scalar: a binary logit)  
 mse, rmse                  scalar       scalar                                      MSE, Pearson, Spearman
 ranking                    ranked       scalar (any with one reward)                pair accuracy, Kendall tau
 multi_attribute_mse        multi        multi                                       per-attribute MSE, Pearson
+step_bce, step_ce          steps        step (training/step_task.py)                step AUC, earliest error
 =========================  ===========  ==========================================  ==========================
 
 The pairwise Bradley-Terry / log-exp step stays written out in the trainer (it is the common path, and the
@@ -150,6 +151,13 @@ class Task:
 
     def evaluate(self, model, items: list, pad_id: int, device, batch_size: int) -> dict:
         raise NotImplementedError
+
+    def prepare_model(self, model, tokenizer) -> None:
+        """Change the fresh model or tokenizer before training (the step task adds its step token); no-op."""
+
+    def annotate_meta(self, meta):
+        """Add what this task's data rendering needs at scoring time to the saved ``ModelMeta``; no-op."""
+        return meta
 
     def regularize(self, loss: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """``loss.l2`` on every score of the batch."""
@@ -409,6 +417,11 @@ TASKS: dict[str, type[Task]] = {
     "bradley_terry": PairTask, "log_exp": PairTask, "token_level_pairwise": PairTask, "cross_entropy": BinaryTask,
     "mse": ScalarTask, "rmse": ScalarTask, "ranking": RankedTask, "multi_attribute_mse": MultiTask,
 }
+
+
+from .step_task import StepTask  # noqa: E402  (it subclasses Task, defined above)
+
+TASKS.update({"step_bce": StepTask, "step_ce": StepTask})
 
 
 def make_task(cfg: RunConfig) -> Task:

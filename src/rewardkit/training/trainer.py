@@ -182,6 +182,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     if cfg.data.train is None:
         raise ValueError("data.train is required for training")
     task = make_task(cfg)  # data format + loss -> batching, loss and metrics (training/tasks.py)
+    task.prepare_model(model, tokenizer)  # e.g. the step task's step token (a new embedding row)
     pairwise = isinstance(task, PairTask) and task.in_trainer
     train_pairs = task.encode(task.load(cfg.data.train, cfg.data, report), renderer, encoder)
     train_trunc = encoder.stats.summary()
@@ -368,6 +369,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
                      rewardkit_version=__version__,
                      training={"steps": state["step"], "loss": cfg.loss.name, "eval": final,
                                **({"best_step": early["best_step"]} if early else {})})
+    meta = task.annotate_meta(meta)
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
                "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
                "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32",
