@@ -59,6 +59,10 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
     fmt = output_format(output_path)
+    if scorer.meta.head == "step":  # a process reward model: {prompt, steps} records get step_rewards and reward
+        from .step_scorer import score_steps_file
+
+        return score_steps_file(scorer, input_path, output_path, fmt, on_invalid, progress)
     if normalize and not scorer.meta.normalization:
         scorer.normalize([])  # raises the explanatory error before any work is done
     start = time.perf_counter()

@@ -117,3 +117,43 @@ def make_step_encoder(scorer) -> StepEncoder:
         raise ValueError("this model has no step head (rewardkit.json head is "
                          f"{scorer.meta.head!r}); score whole responses with Scorer.score")
     return StepEncoder(scorer.tokenizer, scorer.renderer, steps_config(scorer.meta), scorer.meta.max_length)
+
+
+def score_steps_file(scorer, input_path: str, output_path: str, fmt: str, on_invalid: str = "error",
+                     progress: bool = True):
+    """``rewardkit score`` with a step model: every ``{prompt, steps, ...}`` record (any step layout the model's
+    data config reads; labels optional) gets ``step_rewards`` and ``reward``; invalid records (skipped) and
+    solutions whose first step does not fit get nulls, so rows stay aligned with the input."""
+    import time
+
+    from ..config import DataConfig
+    from ..data.errors import DataError, SkipReport
+    from ..data.readers import read_records
+    from ..data.step_tokenize import StepDropped
+    from ..data.steps import parse_stepwise
+    from .batch import ScoreFileResult, write_records
+
+    start = time.perf_counter()
+    report, rows, slots, items, dropped = SkipReport(), [], [], [], 0
+    cfg = DataConfig(steps=steps_config(scorer.meta))
+    for rec in read_records(input_path, on_invalid, report):
+        rows.append(dict(rec.data))
+        rows[-1].update({"step_rewards": None, "reward": None})
+        try:
+            items.append(scorer.step_encoder.encode(parse_stepwise(rec, cfg.fields.prompt, cfg.steps)))
+        except DataError as err:
+            if on_invalid != "skip":
+                raise
+            report.add(err)
+            continue
+        except StepDropped:
+            dropped += 1
+            continue
+        slots.append(len(rows) - 1)
+    probs = score_step_sequences(scorer.model, items, scorer.tokenizer.pad_token_id, scorer.device,
+                                 scorer.max_tokens, scorer.max_batch)
+    for i, p in zip(slots, probs, strict=True):
+        rows[i]["step_rewards"], rows[i]["reward"] = p, aggregate(p, scorer.meta.step_aggregate)
+    write_records(rows, output_path, fmt)
+    return ScoreFileResult(records=len(rows), sequences=len(items), skipped=report.summary(), dropped=dropped,
+                           truncation=scorer.step_encoder.stats.summary(), seconds=time.perf_counter() - start)
