@@ -139,3 +139,103 @@ def to_prm800k(rec: dict) -> dict:
 def write_jsonl(path: Path, records: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
+# --- the learning run ----------------------------------------------------------------------------------------
+
+def tiny_model(directory: Path, tokenizer_dir: str, hidden: int = 128, layers: int = 4, seed: int = 0) -> Path:
+    """A randomly initialised Llama-architecture decoder (no pretrained weights) with a real GPT-2 tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512, num_labels=1,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForSequenceClassification(cfg).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def figures(scorer, test: list[dict], metrics: dict, out: Path) -> list[Path]:
+    """Step-score histograms (right vs wrong steps), earliest-error accuracy against chance, best-of-N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = scorer.score_steps([r["prompt"] for r in test], [r["steps"] for r in test])
+    right = [p for s, r in zip(scores, test, strict=True) for p, y in zip(s.step_rewards, r["labels"], strict=True) if y]
+    wrong = [p for s, r in zip(scores, test, strict=True) for p, y in zip(s.step_rewards, r["labels"], strict=True)
+             if not y]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    axes[0].hist([right, wrong], bins=20, range=(0, 1), label=["right steps", "wrong steps"])
+    axes[0].set(title="step scores P(right)", xlabel="score")
+    axes[0].legend()
+    m = metrics
+    names = ["erroneous", "correct", "F1"]
+    model = [m["earliest_error_accuracy_erroneous"], m["earliest_error_accuracy_correct"], m["earliest_error_f1"]]
+    axes[1].bar([0, 1, 2], model, width=0.4, label="PRM")
+    axes[1].bar([0.4, 1.4, 2.4], [m["earliest_error_chance_accuracy_erroneous"],
+                                  m["earliest_error_chance_accuracy_correct"], m["earliest_error_chance_f1"]],
+                width=0.4, label="chance (uniform guess)")
+    axes[1].set(title="earliest-error identification", xticks=[0.2, 1.2, 2.2], xticklabels=names, ylim=(0, 1))
+    axes[1].legend()
+    keys = ["min", "prod", "last", "mean", "majority_vote", "random", "oracle"]
+    axes[2].bar(keys, [m.get(f"best_of_n_{k}") or 0 for k in keys])
+    axes[2].set(title=f"best-of-{m.get('best_of_n_solutions_per_problem', 0):.0f} selection accuracy", ylim=(0, 1))
+    axes[2].tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    path = out / "prm_arithmetic.png"
+    fig.savefig(path, dpi=110)
+    return [path]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import argparse
+    import time
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="runs/prm-arithmetic")
+    p.add_argument("--train-problems", type=int, default=1500)
+    p.add_argument("--test-problems", type=int, default=150)
+    p.add_argument("--solutions", type=int, default=4, help="solutions per test problem (best-of-N)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--tokenizer", default="/work/shared/tokenizers/gpt2")
+    p.add_argument("--loss", default="step_bce", choices=["step_bce", "step_ce"])
+    p.add_argument("--data-only", action="store_true", help="write train.jsonl / test.jsonl and stop")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    train_records = generate(args.train_problems, 2, seed=1)
+    test_records = generate(args.test_problems, args.solutions, seed=2)
+    write_jsonl(out / "train.jsonl", train_records)
+    write_jsonl(out / "test.jsonl", test_records)
+    if args.data_only:
+        return {}
+    import rewardkit
+
+    model_dir = tiny_model(out / "tiny-model", args.tokenizer)
+    cfg = {"model": {"name": str(model_dir), "head": "step", "step_outputs": 1 if args.loss == "step_bce" else 2},
+           "data": {"train": str(out / "train.jsonl"), "eval": str(out / "test.jsonl"), "format": "steps",
+                    "max_length": 192},
+           "loss": {"name": args.loss},
+           "train": {"lr": args.lr, "batch_size": args.batch_size, "max_steps": args.steps, "warmup_ratio": 0.05,
+                     "tensorboard": False, "log_every": 50, "seed": 0},
+           "output_dir": str(out / "run")}
+    t0 = time.time()
+    result = rewardkit.train(cfg)
+    m = dict(result.metrics["eval"])
+    zero = result.metrics["zero_shot"]
+    paths = figures(result.scorer, test_records, m, out)
+    summary = {"train_solutions": len(train_records), "test_solutions": len(test_records), "steps": args.steps,
+               "seconds": round(time.time() - t0, 1), "trained": m, "zero_shot": zero, "figures": [str(x) for x in paths]}
+    (out / "prm_arithmetic.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

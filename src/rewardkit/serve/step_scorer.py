@@ -157,3 +157,51 @@ def score_steps_file(scorer, input_path: str, output_path: str, fmt: str, on_inv
     write_records(rows, output_path, fmt)
     return ScoreFileResult(records=len(rows), sequences=len(items), skipped=report.summary(), dropped=dropped,
                            truncation=scorer.step_encoder.stats.summary(), seconds=time.perf_counter() - start)
+
+
+def _encode_step_items(service, items: list) -> list[EncodedSteps | None]:
+    from ..data.errors import DataError
+    from ..data.readers import Record
+    from ..data.step_tokenize import StepDropped
+    from ..data.steps import parse_stepwise
+    from .server import _invalid
+
+    scorer, cfg = service.scorer, steps_config(service.scorer.meta)
+    out: list[EncodedSteps | None] = []
+    for i, data in enumerate(items):
+        if not isinstance(data, dict):
+            raise _invalid(["items", i], f"expected an object, got {type(data).__name__}", "type_error")
+        for name in ("prompt", "response"):
+            if name in data:
+                service._check_len(data[name], ["items", i, name])
+        for j, step in enumerate(data.get("steps") or []):
+            service._check_len(step, ["items", i, "steps", j])
+        if "steps" not in data and isinstance(data.get("response"), str):
+            data = {**data, "steps": split_steps(scorer, data["response"])} if data["response"].strip() else data
+        try:
+            out.append(scorer.step_encoder.encode(parse_stepwise(Record(data, "request", i), "prompt", cfg)))
+        except DataError as err:
+            raise _invalid(["items", i, *(err.field.replace("[", ".").rstrip("]").split(".") if err.field else [])],
+                           err.message, err.reason) from None
+        except ValueError as err:
+            raise _invalid(["items", i, "response"], str(err), "value_error") from None
+        except StepDropped:
+            out.append(None)  # not even the first step fits: null rewards
+    return out
+
+
+async def score_step_request(service, items: list, loop) -> dict:
+    """The server's ``/score`` for a step model: ``{"rewards", "step_rewards"}`` in request order."""
+    encoded = await loop.run_in_executor(service._tok_thread, _encode_step_items, service, items)
+    present = [x for x in encoded if x is not None]
+    s = service.scorer
+
+    def forward() -> list[list[float]]:
+        return score_step_sequences(s.model, present, s.tokenizer.pad_token_id, s.device, service.cfg.max_tokens,
+                                    service.cfg.max_batch)
+
+    probs = iter(await loop.run_in_executor(service.batcher._model_thread, forward) if present else [])
+    step_rewards = [next(probs) if x is not None else None for x in encoded]
+    service.metrics.items += len(present)
+    rewards = [aggregate(p, s.meta.step_aggregate) if p is not None else None for p in step_rewards]
+    return {"rewards": rewards, "step_rewards": step_rewards}

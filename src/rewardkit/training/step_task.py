@@ -34,7 +34,7 @@ def flat_step_metrics(m: dict) -> dict:
     out = {"solutions": m["solutions"], **m["step"]}
     ee = m["earliest_error"]
     out.update({f"earliest_error_{k}": v for k, v in ee.items() if k != "chance"})
-    out["earliest_error_f1_chance"] = ee["chance"]["f1"]
+    out.update({f"earliest_error_chance_{k}": v for k, v in ee["chance"].items()})
     for k, v in (m.get("best_of_n") or {}).items():
         out[f"best_of_n_{k}"] = v
     return out
