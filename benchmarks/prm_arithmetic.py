@@ -91,18 +91,20 @@ def check_steps(problem: Problem, steps: list[str]) -> list[int]:
 
 def generate(n_problems: int, solutions_per_problem: int = 1, error_rate: float = 0.5, seed: int = 0) -> list[dict]:
     """Records in the documented ``steps`` layout, each with ``correct`` (final answer right), ``group`` (the
-    problem) and ``answer`` (the stated final result)."""
+    problem), ``answer`` (the stated final result) and ``error_kind`` (the injection, None for none; a diagnostic
+    the loader ignores)."""
     rng = random.Random(seed)
     records = []
     for p in range(n_problems):
         problem = make_problem(rng)
         for _ in range(solutions_per_problem):
             err = rng.randrange(len(problem.ops)) if rng.random() < error_rate else None
-            steps = solve(problem, rng, err, rng.choice(ERROR_KINDS))
+            kind = rng.choice(ERROR_KINDS)
+            steps = solve(problem, rng, err, kind)
             labels = check_steps(problem, steps)
             answer = steps[-1].rsplit("= ", 1)[1]
             records.append({"prompt": problem.text, "steps": steps, "labels": labels, "correct": bool(labels[-1]),
-                            "group": f"p{p}", "answer": answer})
+                            "group": f"p{p}", "answer": answer, "error_kind": kind if err is not None else None})
     return records
 
 
@@ -192,6 +194,18 @@ def figures(scorer, test: list[dict], metrics: dict, out: Path) -> list[Path]:
     return [path]
 
 
+def by_error_kind(scorer, records: list[dict]) -> dict:
+    """Earliest-error accuracy per injected error kind (and on correct solutions): which errors the PRM finds."""
+    from rewardkit.eval.step_metrics import predicted_earliest_error, true_earliest_error
+
+    scores = scorer.score_steps([r["prompt"] for r in records], [r["steps"] for r in records])
+    hits: dict[str, list[int]] = {}
+    for s, r in zip(scores, records, strict=True):
+        kind = r.get("error_kind") or "none (correct)"
+        hits.setdefault(kind, []).append(int(predicted_earliest_error(s.step_rewards) == true_earliest_error(r["labels"])))
+    return {k: {"solutions": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(hits.items())}
+
+
 def main(argv: list[str] | None = None) -> dict:
     import argparse
     import time
@@ -206,6 +220,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--tokenizer", default="/work/shared/tokenizers/gpt2")
     p.add_argument("--loss", default="step_bce", choices=["step_bce", "step_ce"])
+    p.add_argument("--wrong-weight", type=float, default=None,
+                   help="class weight of wrong steps (right = 1); default: right/wrong step count of the train data")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=4)
     p.add_argument("--data-only", action="store_true", help="write train.jsonl / test.jsonl and stop")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -217,11 +235,14 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import rewardkit
 
-    model_dir = tiny_model(out / "tiny-model", args.tokenizer)
+    model_dir = tiny_model(out / "tiny-model", args.tokenizer, args.hidden, args.layers)
+    n_right = sum(y for r in train_records for y in r["labels"])
+    n_wrong = sum(1 - y for r in train_records for y in r["labels"])
+    wrong_weight = args.wrong_weight or round(n_right / n_wrong, 3)  # the usual imbalance: most steps are right
     cfg = {"model": {"name": str(model_dir), "head": "step", "step_outputs": 1 if args.loss == "step_bce" else 2},
            "data": {"train": str(out / "train.jsonl"), "eval": str(out / "test.jsonl"), "format": "steps",
                     "max_length": 192},
-           "loss": {"name": args.loss},
+           "loss": {"name": args.loss, "class_weights": [wrong_weight, 1.0]},
            "train": {"lr": args.lr, "batch_size": args.batch_size, "max_steps": args.steps, "warmup_ratio": 0.05,
                      "tensorboard": False, "log_every": 50, "seed": 0},
            "output_dir": str(out / "run")}
@@ -231,7 +252,9 @@ def main(argv: list[str] | None = None) -> dict:
     zero = result.metrics["zero_shot"]
     paths = figures(result.scorer, test_records, m, out)
     summary = {"train_solutions": len(train_records), "test_solutions": len(test_records), "steps": args.steps,
-               "seconds": round(time.time() - t0, 1), "trained": m, "zero_shot": zero, "figures": [str(x) for x in paths]}
+               "class_weights": [wrong_weight, 1.0], "seconds": round(time.time() - t0, 1), "trained": m,
+               "by_error_kind": by_error_kind(result.scorer, test_records), "zero_shot": zero,
+               "figures": [str(x) for x in paths]}
     (out / "prm_arithmetic.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return summary

@@ -81,3 +81,17 @@ def test_cli_score_writes_step_rewards_and_the_aggregate(tiny_model_dir, tmp_pat
     assert all(r["reward"] == pytest.approx(min(r["step_rewards"])) for r in rows)
     direct = rewardkit.load_model(tmp_path / "run").score_steps([rows[1]["prompt"]], [rows[1]["steps"]])[0]
     assert rows[1]["step_rewards"] == pytest.approx(direct.step_rewards, abs=1e-6)
+
+
+def test_cli_eval_reports_step_metrics_with_figures(tiny_model_dir, tmp_path, capsys):
+    data = LAYOUTS["documented"][0]
+    rewardkit.train(_config(tiny_model_dir("llama"), data, None, tmp_path / "run"))
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), str(data), "--report", str(tmp_path / "rep"), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["solutions"] == 12 and m["steps"] == 43  # every labelled step of the example file (one is null)
+    assert m["best_of_n_problems"] == 6 and 0 <= m["best_of_n_min"] <= 1 and m["best_of_n_majority_vote"] is not None
+    assert (tmp_path / "rep" / "step_report.png").stat().st_size > 0
+    assert "earliest_error_f1" in (tmp_path / "rep" / "report.html").read_text()
+    assert main(["eval", str(tmp_path / "run"), str(STEPS / "math-shepherd.jsonl"), "--adapter", "math-shepherd"]) == 0
+    assert "earliest error: erroneous" in capsys.readouterr().out

@@ -10,6 +10,7 @@ One forward per micro-batch runs chosen and rejected together::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -369,7 +370,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
                      rewardkit_version=__version__,
                      training={"steps": state["step"], "loss": cfg.loss.name, "eval": final,
                                **({"best_step": early["best_step"]} if early else {})})
-    meta = task.annotate_meta(meta)
+    # the read-out (head, step aggregate ...) as save_pretrained writes it, so the returned Scorer has it too
+    meta = task.annotate_meta(dataclasses.replace(meta, **raw_model.spec.to_meta()))
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
                "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
                "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32",
