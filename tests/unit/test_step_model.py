@@ -10,7 +10,7 @@ from rewardkit.data.steps import Stepwise
 from rewardkit.models.heads import HeadSpec
 from rewardkit.models.reward_model import ModelMeta, model_from_config
 from rewardkit.serve.scorer import Scorer
-from rewardkit.serve.step_scorer import score_step_sequences, step_batch, step_logits
+from rewardkit.step_scoring import score_step_sequences, step_batch, step_logits
 
 from ..conftest import load_test_tokenizer, tiny_config
 

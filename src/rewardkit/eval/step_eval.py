@@ -18,13 +18,12 @@ from ..config import DataConfig, SplitConfig
 from ..data.errors import SkipReport
 from ..data.step_tokenize import StepDropped
 from ..data.steps import load_steps
-from ..serve.step_scorer import score_step_sequences, steps_config
-from .step_metrics import step_metrics
+from ..step_scoring import score_step_sequences, steps_config
+from .step_metrics import flat_step_metrics, step_metrics
 
 
 def evaluate_step_file(scorer, split: SplitConfig, data: DataConfig | None = None):
     """An :class:`~rewardkit.eval.evaluate.ExampleEvaluation` of format ``steps`` (rewards: step scores)."""
-    from ..training.step_task import flat_step_metrics
     from .evaluate import ExampleEvaluation
 
     data = dataclasses.replace(data or DataConfig(), format="steps", steps=steps_config(scorer.meta))

@@ -147,3 +147,14 @@ def step_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[in
     if correct is not None and groups is not None and any(c is not None for c in correct):
         out["best_of_n"] = best_of_n_metrics(scores, correct, groups, answers)
     return out
+
+
+def flat_step_metrics(m: dict) -> dict:
+    """:func:`rewardkit.eval.step_metrics.step_metrics` as one flat mapping of numbers (logs, early stopping)."""
+    out = {"solutions": m["solutions"], **m["step"]}
+    ee = m["earliest_error"]
+    out.update({f"earliest_error_{k}": v for k, v in ee.items() if k != "chance"})
+    out.update({f"earliest_error_chance_{k}": v for k, v in ee["chance"].items()})
+    for k, v in (m.get("best_of_n") or {}).items():
+        out[f"best_of_n_{k}"] = v
+    return out

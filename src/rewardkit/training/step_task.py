@@ -21,23 +21,12 @@ from ..config import DataConfig, RunConfig, SplitConfig
 from ..data.errors import SkipReport
 from ..data.step_tokenize import EncodedSteps, StepDropped, StepEncoder, add_step_token
 from ..data.steps import Stepwise, load_steps
-from ..eval.step_metrics import step_metrics
+from ..eval.step_metrics import flat_step_metrics, step_metrics
 from ..losses import step_bce, step_ce
 from ..models.heads import RewardOutput
 from ..models.step_readout import gather_steps
-from ..serve.step_scorer import score_step_sequences, step_batch
+from ..step_scoring import score_step_sequences, step_batch
 from .tasks import Task, TaskBatch
-
-
-def flat_step_metrics(m: dict) -> dict:
-    """:func:`rewardkit.eval.step_metrics.step_metrics` as one flat mapping of numbers (logs, early stopping)."""
-    out = {"solutions": m["solutions"], **m["step"]}
-    ee = m["earliest_error"]
-    out.update({f"earliest_error_{k}": v for k, v in ee.items() if k != "chance"})
-    out.update({f"earliest_error_chance_{k}": v for k, v in ee["chance"].items()})
-    for k, v in (m.get("best_of_n") or {}).items():
-        out[f"best_of_n_{k}"] = v
-    return out
 
 
 class StepTask(Task):

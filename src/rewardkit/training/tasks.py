@@ -419,13 +419,16 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-from .step_task import StepTask  # noqa: E402  (it subclasses Task, defined above)
-
-TASKS.update({"step_bce": StepTask, "step_ce": StepTask})
+STEP_LOSSES = ("step_bce", "step_ce")
+"""Trained by :class:`rewardkit.training.step_task.StepTask` (imported when used: it subclasses :class:`Task`)."""
 
 
 def make_task(cfg: RunConfig) -> Task:
     """The task of a run, from ``loss.name`` (each loss trains on one data format)."""
+    if cfg.loss.name in STEP_LOSSES:
+        from .step_task import StepTask
+
+        return StepTask(cfg)
     try:
         cls = TASKS[cfg.loss.name]
     except KeyError:
