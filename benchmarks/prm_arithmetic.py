@@ -50,9 +50,23 @@ class Problem:
         return out
 
 
-def make_problem(rng: random.Random, min_ops: int = 3, max_ops: int = 5, max_n: int = 9) -> Problem:
-    ops = [(rng.choice("+-"), rng.randint(1, max_n)) for _ in range(rng.randint(min_ops, max_ops))]
-    return Problem(rng.randint(1, max_n), ops)
+def make_problem(rng: random.Random, min_ops: int = 3, max_ops: int = 5, max_n: int = 9,
+                 single_digit: bool = False) -> Problem:
+    """``single_digit``: every true value stays in 0..9, so every number of a right solution is one token."""
+    if not single_digit:
+        ops = [(rng.choice("+-"), rng.randint(1, max_n)) for _ in range(rng.randint(min_ops, max_ops))]
+        return Problem(rng.randint(1, max_n), ops)
+    x = start = rng.randint(0, 9)
+    ops = []
+    for _ in range(rng.randint(min_ops, max_ops)):
+        op, n = rng.choice([(o, m) for o in "+-" for m in range(1, 10) if 0 <= (x + m if o == "+" else x - m) <= 9])
+        ops.append((op, n))
+        x = x + n if op == "+" else x - n
+    return Problem(start, ops)
+
+
+def _single_digit(steps: list[str]) -> bool:
+    return all(0 <= int(v) <= 9 for s in steps for v in _STEP.match(s).group(1, 3, 4))
 
 
 def solve(problem: Problem, rng: random.Random, error_at: int | None = None, kind: str = "arith") -> list[str]:
@@ -89,18 +103,27 @@ def check_steps(problem: Problem, steps: list[str]) -> list[int]:
     return labels
 
 
-def generate(n_problems: int, solutions_per_problem: int = 1, error_rate: float = 0.5, seed: int = 0) -> list[dict]:
+def generate(n_problems: int, solutions_per_problem: int = 1, error_rate: float = 0.5, seed: int = 0,
+             single_digit: bool = False) -> list[dict]:
     """Records in the documented ``steps`` layout, each with ``correct`` (final answer right), ``group`` (the
     problem), ``answer`` (the stated final result) and ``error_kind`` (the injection, None for none; a diagnostic
     the loader ignores)."""
     rng = random.Random(seed)
     records = []
     for p in range(n_problems):
-        problem = make_problem(rng)
+        problem = make_problem(rng, single_digit=single_digit)
         for _ in range(solutions_per_problem):
             err = rng.randrange(len(problem.ops)) if rng.random() < error_rate else None
             kind = rng.choice(ERROR_KINDS)
             steps = solve(problem, rng, err, kind)
+            # single-digit data: a wrong solution keeps its numbers in 0..9 too (redrawn), so a two-digit or
+            # negative number never gives an error away
+            for _ in range(50):
+                if not single_digit or _single_digit(steps):
+                    break
+                steps = solve(problem, rng, err, kind)
+            else:
+                err, kind, steps = None, None, solve(problem, rng)
             labels = check_steps(problem, steps)
             answer = steps[-1].rsplit("= ", 1)[1]
             records.append({"prompt": problem.text, "steps": steps, "labels": labels, "correct": bool(labels[-1]),
@@ -223,12 +246,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--wrong-weight", type=float, default=None,
                    help="class weight of wrong steps (right = 1); default: right/wrong step count of the train data")
     p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--multi-digit", action="store_true", help="values beyond 0..9 (harder: a GPT-2 token per number)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--data-only", action="store_true", help="write train.jsonl / test.jsonl and stop")
     args = p.parse_args(argv)
     out = Path(args.out)
-    train_records = generate(args.train_problems, 2, seed=1)
-    test_records = generate(args.test_problems, args.solutions, seed=2)
+    train_records = generate(args.train_problems, 2, seed=1, single_digit=not args.multi_digit)
+    test_records = generate(args.test_problems, args.solutions, seed=2, single_digit=not args.multi_digit)
     write_jsonl(out / "train.jsonl", train_records)
     write_jsonl(out / "test.jsonl", test_records)
     if args.data_only:

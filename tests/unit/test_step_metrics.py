@@ -100,3 +100,13 @@ def test_checker_reads_the_step_text_not_the_generator():
     assert g.check_steps(problem, ["2 + 3 = 5", "5 - 3 = 2"]) == [1, 0]  # not the problem's number
     with pytest.raises(ValueError, match="not a step"):
         g.check_steps(problem, ["2 + 3 is 5", "5 - 4 = 1"])
+
+
+def test_single_digit_data_keeps_every_number_in_one_digit_and_labels_exact():
+    g = _generator()
+    records = g.generate(200, 2, seed=5, single_digit=True)
+    assert all(g._single_digit(r["steps"]) for r in records)
+    wrong = [r for r in records if r["error_kind"] is not None]
+    assert len(wrong) > 100 and {r["error_kind"] for r in wrong} == set(g.ERROR_KINDS)
+    assert all(0 in r["labels"] and not r["correct"] for r in wrong)
+    assert all(all(r["labels"]) and r["correct"] for r in records if r["error_kind"] is None)
