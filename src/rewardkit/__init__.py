@@ -9,36 +9,39 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
-from .config import RunConfig, load_config  # noqa: E402
+from ._version import __version__
+from .config import RunConfig, load_config
+
+if TYPE_CHECKING:  # the return types; importing them here would load torch and transformers with the package
+    from pathlib import Path
+
+    from .eval.evaluate import ExampleEvaluation, PairEvaluation
+    from .scoring import Scorer
+    from .training.attribute_weights import WeightFit
+    from .training.trainer import TrainResult
 
 
-def train(config, resume: bool = False):
-    """Train a reward model; ``config`` is a :class:`RunConfig`, a YAML path or a dict. See ``rewardkit.training.trainer``."""
-    from .training.trainer import _as_config
-    from .training.trainer import train as _train
+def train(config: RunConfig | str | dict, resume: bool = False) -> TrainResult:
+    """Train a reward model; ``config`` is a :class:`RunConfig`, a YAML path or a dict. See ``rewardkit.training.trainer``
+    (and ``rewardkit.training.run`` for the stages after it)."""
+    from .training.run import run_training
 
-    cfg = _as_config(config)
-    result = _train(cfg, resume=resume)
-    if cfg.attribute_weights is not None:  # stage 2 of weighting: learned, on the saved model (main process)
-        from .training.attribute_weights import run_weight_stage
-
-        run_weight_stage(cfg.attribute_weights, result)
-    return result
+    return run_training(config, resume=resume)
 
 
 def fit_attribute_weights(model, pairs: str, *, start: int = 0, stop: int | None = None, adapter: str | None = None,
                           format: str = "auto", to_pairs: str = "off", eval_start: int | None = None,
                           eval_stop: int | None = None, steps: int = 300, lr: float = 0.05, save: bool = True,
-                          device: str = "cpu"):
+                          device: str = "cpu") -> WeightFit:
     """Fit a multi-attribute model's learned weighting on preference pairs, attribute outputs frozen (as
     ``rewardkit fit-weights`` and the ``attribute_weights`` config section). ``pairs`` is a pairs file or, with
     ``to_pairs``, scalar ratings; ``eval_start``/``eval_stop`` pick held-out records of the same file. Returns a
     ``WeightFit``; ``save`` writes the weights into the model directory. See ``rewardkit.training.attribute_weights``.
     """
     from .config import AttributeWeightsConfig, RatingsConfig, SplitConfig
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
     from .training.attribute_weights import fit_attribute_weights as _fit
     from .training.attribute_weights import save_attribute_weights
 
@@ -55,15 +58,15 @@ def fit_attribute_weights(model, pairs: str, *, start: int = 0, stop: int | None
     return fit
 
 
-def load_model(path, device: str = "cpu"):
+def load_model(path: str | Path, device: str = "cpu") -> Scorer:
     """Load a saved reward model (a model directory or a training run directory) as a :class:`Scorer`."""
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
 
     return Scorer.from_pretrained(path, device=device)
 
 
 def evaluate(model, data: str, *, start: int = 0, stop: int | None = None, by: str | None = None,
-             report: str | None = None, n_boot: int = 1000, device: str = "cpu"):
+             report: str | None = None, n_boot: int = 1000, device: str = "cpu") -> PairEvaluation | ExampleEvaluation:
     """Evaluate a saved model (directory, run directory or :class:`Scorer`) on a data file, as ``rewardkit eval``.
 
     Returns a ``PairEvaluation`` (pairs: rewards, texts and ``.metrics``) or an ``ExampleEvaluation`` (binary,
@@ -72,7 +75,7 @@ def evaluate(model, data: str, *, start: int = 0, stop: int | None = None, by: s
     from .config import SplitConfig
     from .eval.evaluate import PairEvaluation, evaluate_file, training_log_for
     from .eval.report import write_examples_report, write_report
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
 
     scorer = model if isinstance(model, Scorer) else Scorer.from_pretrained(model, device=device)
     ev = evaluate_file(scorer, SplitConfig(path=data, start=start, stop=stop), by=by, n_boot=n_boot)
@@ -87,7 +90,7 @@ def evaluate(model, data: str, *, start: int = 0, stop: int | None = None, by: s
 
 def __getattr__(name):
     if name == "Scorer":
-        from .serve.scorer import Scorer
+        from .scoring import Scorer
 
         return Scorer
     raise AttributeError(name)

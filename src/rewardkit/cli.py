@@ -76,7 +76,7 @@ def cmd_eval(args, overrides: list[str]) -> int:
         save_normalization,
         training_log_for,
     )
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
 
     scorer = Scorer.from_pretrained(args.model)
     data_cfg = from_dict(DataConfig, {"on_invalid": args.on_invalid, "format": args.format, "adapter": args.adapter})
@@ -244,7 +244,7 @@ def cmd_models(args, overrides: list[str]) -> int:
 
 def _scorer(args):
     """The Scorer that `score` and `serve` batch through, from :func:`_scoring_options`."""
-    from .serve.scorer import Scorer
+    from .scoring import Scorer
 
     scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
                                     max_batch=args.max_batch)
@@ -264,13 +264,22 @@ def _scoring_options(p: argparse.ArgumentParser, normalize_help: str) -> None:
                    "all its responses (the scores are the same; for comparison)")
 
 
+def _train_fields() -> str:
+    from .config import RunConfig
+    from .config_docs import config_help
+
+    return config_help(RunConfig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rewardkit", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a reward model from a YAML config",
-                       description="Train a reward model. Any config field can be overridden: --train.lr 3e-5")
+                       description="Train a reward model. Any config field can be overridden: --train.lr 3e-5",
+                       epilog="config fields (YAML keys; --KEY VALUE overrides one):\n" + _train_fields(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("config", help="YAML config file (see configs/)")
     t.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
     t.add_argument("--num-processes", type=int, default=None,

@@ -56,7 +56,7 @@ def step_logits(model, tokens: TokenBatch, index: torch.Tensor) -> torch.Tensor:
 def score_step_sequences(model, items: Sequence[EncodedSteps], pad_id: int, device, max_tokens: int = 4096,
                          max_batch: int = 64) -> list[list[float]]:
     """P(right) of every step of every solution, in input order."""
-    from .serve.scorer import length_batches
+    from .scoring import length_batches
 
     out: list[list[float]] = [[] for _ in items]
     was_training = model.training

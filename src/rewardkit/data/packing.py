@@ -24,49 +24,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from ..types import PackedBatch  # noqa: F401  (its home was here; kept importable)
 from .tokenize import Encoded
 
 PackKind = Literal["decoder", "encoder"]
-
-
-@dataclass
-class PackedBatch:
-    """R packed rows of L tokens; M scored sequences. Pad tokens have ``group_ids == -1``."""
-
-    input_ids: torch.Tensor  # [R, L] long
-    position_ids: torch.Tensor  # [R, L] long: per sequence, as in its own padded row
-    group_ids: torch.Tensor  # [R, L] long: group index within the row, -1 on padding
-    branch_ids: torch.Tensor  # [R, L] long: 0 on a shared prefix (and all encoder tokens), k >= 1 on branch k
-    score_row: torch.Tensor  # [M] long: row of each scored sequence's score token
-    score_col: torch.Tensor  # [M] long: column of it
-    token_col: torch.Tensor  # [M, W] long: columns (in row score_row) of each sequence's tokens, in order
-    token_mask: torch.Tensor  # [M, W] long: 1 on real tokens (right-padded, like a padded batch's mask)
-    causal: bool
-    """True for decoders (tree-shaped causal mask), False for encoders (block-diagonal, both ways)."""
-    token_type_ids: torch.Tensor | None = None  # [R, L] long (encoders)
-    response_start: torch.Tensor | None = None
-    """[M] long: each sequence's first response token, as an index into its ``token_col`` row (its position in
-    its own sequence). A tree row stores the prompt once, so a branch's response tokens may begin on the shared
-    prefix (when sibling responses start alike); ``token_col`` maps them either way."""
-
-    def to(self, device: torch.device | str) -> PackedBatch:
-        return PackedBatch(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-                              for f in fields(self)})
-
-    @property
-    def num_tokens(self) -> int:
-        """Real (non-pad) tokens: what the model actually has to compute."""
-        return int((self.group_ids >= 0).sum())
-
-    @property
-    def num_slots(self) -> int:
-        """Tokens computed including padding (R x L)."""
-        return int(self.input_ids.numel())
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ..data.formats import Example, Format, MultiRated, Pair, Text
 from ..data.readers import Record, read_records
 from ..data.tokenize import Dropped
 from ..models.reward_model import ModelMeta
-from ..serve.scorer import Scorer, resolve_model_dir
+from ..scoring import Scorer, resolve_model_dir
 from .metrics import (
     binary_metrics,
     bootstrap_ci,
@@ -175,7 +175,7 @@ def _evaluate_multi(scorer: Scorer, examples: list[MultiRated], *, groups: dict[
     """Multi-attribute ratings: each of the model's K outputs against the rating of the attribute of the same
     name (a missing rating is left out of that attribute, never read as 0), and their mean over attributes as
     the headline. Rated attributes the model has no output for are listed under ``unscored_attributes``."""
-    from ..training.tasks import score_outputs
+    from ..scoring import score_outputs
 
     spec = scorer.model.spec
     if spec.head != "multi":

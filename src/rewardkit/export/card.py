@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..models.head_kinds import head_kind
 from ..models.reward_model import ModelMeta
 
 
@@ -75,17 +76,7 @@ def _training_section(meta: ModelMeta, run_dir: Path | None) -> list[str]:
 
 def _combination(meta: ModelMeta, weights: list[float] | None) -> list[str]:
     """How the reward follows from the transformers logits, for heads with several outputs."""
-    if meta.head == "classifier":
-        formula = ("softmax(logits)[1]" if meta.reward_from == "probability" else "logits[1] - logits[0]")
-        return [f"This head has 2 outputs (reject, accept). Plain transformers returns both as `logits`; the "
-                f"reward is `{formula}`. `pipeline(..., function_to_apply=\"none\", top_k=None)` returns the "
-                "two logits, not the reward."]
-    if meta.head == "multi":
-        pairs = ", ".join(f"`{a}` {w:.6g}" for a, w in zip(meta.attributes or [], weights or [], strict=False))
-        return [f"This head rates {len(meta.attributes or [])} attributes; plain transformers returns them as "
-                f"`logits` (in this order, also in `config.id2label`) and the reward is their weighted sum "
-                f"`logits @ w` ({meta.weighting} weighting), with w: {pairs}."]
-    return []
+    return head_kind(meta.head).card_lines(meta, weights)
 
 
 def _usage_section(meta: ModelMeta, compatible: bool, weights: list[float] | None = None) -> list[str]:

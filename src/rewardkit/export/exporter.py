@@ -10,7 +10,6 @@ they agree with each other and with the source model, so a silent mismatch canno
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ import torch
 
 from ..data.render import Renderer
 from ..models.backbones import detach_gguf_quantizer
+from ..models.head_kinds import Readout, head_kind  # Readout was defined here; the registry owns it now
 from ..models.reward_model import META_FILE, ModelMeta, RewardModel, load_reward_model
 from .card import write_card
 from .tokenizer import prepare_tokenizer
@@ -30,10 +30,6 @@ log = logging.getLogger(__name__)
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-Readout = Literal["exact", "logits", "rewardkit_only"]
-"""What plain transformers gives (``models/heads.py``): ``exact``, the reward itself (scalar and per-token heads
-read at the score token / [CLS]); ``logits``, the head's outputs, from which the card's formula gives the reward
-(classifier, multi-attribute); ``rewardkit_only``, nothing usable (mean pooling: transformers reads one token)."""
 # rewardkit(exported) vs rewardkit(source): fp32 must agree up to kernel noise; a bf16/fp16 cast changes scores
 # by an amount that depends on the model, so it is measured and written in the card, and only NaN/inf fail
 FIDELITY_TOL = {"float32": 1e-4, "bfloat16": math.inf, "float16": math.inf}
@@ -101,9 +97,8 @@ def _load_checkpoint(ckpt: Path) -> Source:
     and the head's trained copy included)."""
     from safetensors.torch import load_model
 
-    from .. import __version__
     from ..config import load_config
-    from ..models.reward_model import build_model
+    from ..models.reward_model import build_meta, build_model
     from ..training.checkpoint import MARKER
 
     run = ckpt.parent.parent
@@ -119,28 +114,17 @@ def _load_checkpoint(ckpt: Path) -> Source:
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
     state = json.loads((ckpt / "trainer_state.json").read_text()) if (ckpt / "trainer_state.json").exists() else {}
-    pooling = model.spec.pooling
-    eos = tokenizer.eos_token_id
-    # the same fields the trainer writes at the end of a run (training/trainer.py)
-    meta = ModelMeta(kind=kind, pooling=pooling,
-                     score_token="[CLS]" if kind == "encoder" else tokenizer.convert_ids_to_tokens(eos),
-                     score_token_id=None if kind == "encoder" else eos,
-                     template=cfg.data.template, separator=cfg.data.separator, max_length=cfg.data.max_length,
-                     truncation=cfg.data.truncation, padding_side="right", base_model=cfg.model.name,
-                     rewardkit_version=__version__,
-                     training={"steps": state.get("step"), "loss": cfg.loss.name, "checkpoint": ckpt.name})
-    meta = dataclasses.replace(meta, **model.spec.to_meta())  # head, pooling, weighting: as save_pretrained does
+    meta = build_meta(model, tokenizer, cfg.data, cfg.model.name,  # the same call the trainer makes
+                      training={"steps": state.get("step"), "loss": cfg.loss.name, "checkpoint": ckpt.name})
     return Source(model, tokenizer, meta, "checkpoint", ckpt, run)
 
 
 def readout(meta: ModelMeta) -> Readout:
+    """What plain transformers computes for this model: the reward (``exact``), the head's outputs with a
+    formula on the card (``logits``), or not this read-out at all (mean pooling: ``rewardkit_only``)."""
     if meta.pooling not in ("last", "cls"):
         return "rewardkit_only"
-    if meta.head in ("scalar", "per_token"):
-        return "exact"
-    if meta.head in ("classifier", "multi"):
-        return "logits"
-    return "rewardkit_only"
+    return head_kind(meta.head).transformers_readout(meta)
 
 
 def transformers_compatible(meta: ModelMeta) -> bool:
@@ -148,25 +132,13 @@ def transformers_compatible(meta: ModelMeta) -> bool:
 
 
 def attribute_weights(model: RewardModel, meta: ModelMeta) -> list[float] | None:
-    """The multi-attribute head's effective weights w (reward = sum_k w_k z_k), learned ones included."""
-    if meta.head != "multi":
-        return None
-    if meta.weighting == "fixed":
-        return [float(w) for w in meta.attribute_weights]
-    if meta.weighting == "learned":
-        return model.extras.attribute_logits.detach().float().softmax(0).tolist()
-    k = len(meta.attributes or [])
-    return [1.0 / k] * k
+    """The head's effective combination weights (multi: reward = sum_k w_k z_k, learned ones included)."""
+    return head_kind(meta.head).effective_weights(model, meta)
 
 
 def consumer_reward(logits: torch.Tensor, meta: ModelMeta, weights: list[float] | None) -> torch.Tensor:
     """The card's formula: transformers logits [N, C] -> rewards [N]."""
-    z = logits.float()
-    if meta.head == "classifier":
-        return z.softmax(-1)[:, 1] if meta.reward_from == "probability" else z[:, 1] - z[:, 0]
-    if meta.head == "multi":
-        return z @ torch.tensor(weights, dtype=z.dtype)
-    return z[:, 0]
+    return head_kind(meta.head).consumer_reward(logits.float(), meta, weights)
 
 
 # -- export -----------------------------------------------------------------------------------------------------
@@ -212,9 +184,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     hf = hf.to(_DTYPES[dtype])
     tok = src.tokenizer  # changed in place below: the source is not used after this point
     hf.config.pad_token_id = tok.pad_token_id
-    if src.meta.head == "multi":  # the pipeline then names each output
-        hf.config.id2label = dict(enumerate(src.meta.attributes))
-        hf.config.label2id = {a: i for i, a in enumerate(src.meta.attributes)}
+    head_kind(src.meta.head).export_config(hf.config, src.meta)  # e.g. label names for multi
     hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     prepare_tokenizer(tok, src.meta.kind)
     if src.meta.kind == "decoder" and src.meta.truncation == "truncate_prompt_left":
@@ -285,14 +255,14 @@ def _probes(src: Source) -> tuple[list, int]:
 
 
 def _score_source(src: Source, probes: list) -> list[float]:
-    from ..serve.scorer import Scorer
+    from ..scoring import Scorer
 
     return Scorer(src.model, src.tokenizer, src.meta).score([p for p, _ in probes], [r for _, r in probes])
 
 
 def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: str, compatible: bool,
             weights: list[float] | None) -> dict:
-    from ..serve.scorer import Scorer
+    from ..scoring import Scorer
 
     exported = Scorer.from_pretrained(out)
     after = exported.score([p for p, _ in probes], [r for _, r in probes])

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .head_kinds import HeadKind, head_kind
+
 HEAD_FILE = "rewardkit_head.safetensors"
 
 
@@ -69,37 +71,20 @@ class HeadSpec:
 
     @property
     def num_labels(self) -> int:
-        if self.head == "classifier":
-            return 2
-        if self.head == "multi":
-            return len(self.attributes or [])
-        if self.head == "step":
-            return self.step_outputs
-        return 1
+        return head_kind(self.head).num_labels(self)
+
+    @property
+    def head_kind(self) -> HeadKind:
+        """This head's entry in the registry (:mod:`rewardkit.models.head_kinds`)."""
+        return head_kind(self.head)
 
     def validate(self, kind: str) -> None:
         """Fail early, naming the setting, on read-outs that do not make sense."""
-        if self.head == "per_token" and (kind != "decoder" or self.pooling != "last"):
-            raise ValueError("model.head per_token needs a decoder with pooling last (each token's value is "
-                             "its causal prefix's reward)")
-        if self.head == "step":
-            if kind != "decoder" or self.pooling != "last":
-                raise ValueError("model.head step needs a decoder with pooling last (a step's reward must not see "
-                                 "the steps after it)")
-            if self.step_outputs not in (1, 2):
-                raise ValueError(f"model.step_outputs must be 1 (step_bce) or 2 (step_ce), got {self.step_outputs}")
-            if self.step_aggregate not in ("min", "prod", "last", "mean"):
-                raise ValueError(f"model.step_aggregate must be min, prod, last or mean, got {self.step_aggregate!r}")
+        head_kind(self.head).validate(self, kind)
         if self.pooling == "cls" and kind != "encoder":
             raise ValueError("model.pooling cls is for encoders; decoders read the last real token (last) or mean")
         if self.pooling == "last" and kind == "encoder":
             raise ValueError("model.pooling last is for decoders; encoders read [CLS] (cls) or mean")
-        if self.head == "multi":
-            if not self.attributes:
-                raise ValueError("model.head multi needs model.attributes (the rated attribute names)")
-            if self.weighting == "fixed" and len(self.attribute_weights or []) != len(self.attributes):
-                raise ValueError(f"model.weighting fixed needs model.attribute_weights with one weight per "
-                                 f"attribute ({len(self.attributes)})")
         if self.mean_span not in (None, "response", "all"):
             raise ValueError(f"model.mean_span must be response or all, got {self.mean_span!r}")
         if self.pooling == "mean" and kind == "encoder" and self.mean_span == "response":
@@ -154,8 +139,8 @@ class HeadExtras(nn.Module):
 
     def __init__(self, spec: HeadSpec):
         super().__init__()
-        self.attribute_logits = (nn.Parameter(torch.zeros(spec.num_labels))  # softmax(0) = the mean at start
-                                 if spec.head == "multi" and spec.weighting == "learned" else None)
+        size = head_kind(spec.head).learned_parameters(spec)
+        self.attribute_logits = nn.Parameter(torch.zeros(size)) if size else None  # softmax(0) = the mean at start
 
     @property
     def empty(self) -> bool:
@@ -184,24 +169,7 @@ class HeadExtras(nn.Module):
 
 def combine(logits: torch.Tensor, spec: HeadSpec, extras: HeadExtras | None) -> torch.Tensor:
     """Head outputs [N, C] -> one fp32 reward per row [N]."""
-    z = logits.float()
-    if spec.head == "step":  # the row's last step: P(right); a solution's reward aggregates every step's
-        from .step_readout import step_probabilities
-
-        return step_probabilities(z)
-    if spec.head == "classifier":
-        if spec.reward_from == "probability":
-            return z.softmax(-1)[:, 1]
-        return z[:, 1] - z[:, 0]
-    if spec.head == "multi":
-        if spec.weighting == "fixed":
-            w = torch.tensor(spec.attribute_weights, dtype=z.dtype, device=z.device)
-        elif spec.weighting == "learned":
-            w = extras.attribute_logits.float().softmax(0)
-        else:
-            w = torch.full((z.shape[1],), 1.0 / z.shape[1], dtype=z.dtype, device=z.device)
-        return z @ w
-    return z[:, 0]
+    return head_kind(spec.head).combine(logits.float(), spec, extras)
 
 
 @dataclass

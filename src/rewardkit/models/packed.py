@@ -23,14 +23,18 @@ Measured in ``benchmarks/README.md``.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from ..data.packing import PackedBatch, attention_allowed
+from ..data.packing import attention_allowed
+from ..types import PackedBatch
 from . import tree_attention
-from .heads import RewardOutput, combine, masked_mean, span_mask
-from .reward_model import RewardModel
+from .heads import RewardOutput
+from .readout import read_out
+
+if TYPE_CHECKING:  # the model calls into this module: annotations only, no import cycle
+    from .reward_model import RewardModel
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +162,6 @@ def packed_outputs(model: RewardModel, batch: PackedBatch, implementation: str |
     """Like :meth:`RewardModel.outputs` for packed rows. ``token_values`` (``per_token`` head) come back in the
     padded layout: [M, W], right-padded, real tokens where ``batch.token_mask`` is 1."""
     tm = model.transformer
-    spec = model.spec
     impl = implementation or tm.config._attn_implementation
     mask = build_mask(batch, impl, next(tm.parameters()).dtype)
     kwargs = {}
@@ -169,41 +172,4 @@ def packed_outputs(model: RewardModel, batch: PackedBatch, implementation: str |
     if impl == tree_attention.NAME:
         kwargs[tree_attention.PLAN_KWARG] = tree_attention.tree_plan(batch.group_ids, batch.branch_ids, batch.causal)
     out = tm.base_model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids, **kwargs)
-    hidden = out.last_hidden_state  # [R, L, H]
-    token_values = None
-    if spec.pooling == "mean":
-        per_seq = hidden[batch.score_row[:, None], batch.token_col]  # [M, W, H]: each sequence's own tokens
-        logits = model._head()(masked_mean(per_seq, _mean_mask(model, batch))).float()
-    elif spec.head == "per_token":
-        values = model._head()(hidden)[..., 0].float()  # [R, L]
-        token_values = values[batch.score_row[:, None], batch.token_col]  # [M, W]
-        logits = values[batch.score_row, batch.score_col][:, None]
-    elif model.kind == "encoder":
-        logits = _encoder_head(tm, hidden[batch.score_row, batch.score_col])
-    else:
-        logits = model._head()(hidden[batch.score_row, batch.score_col]).float()  # [M, C]
-    return RewardOutput(combine(logits, spec, model.extras), logits, token_values)
-
-
-def _mean_mask(model: RewardModel, batch: PackedBatch) -> torch.Tensor:
-    """[M, W] mask over each sequence's tokens (``token_col`` order) that ``mean`` pooling averages: the response
-    span for decoders (a branch's response may start on the shared prefix: ``token_col`` maps it), else all."""
-    if model.spec.mean_span != "response":
-        return batch.token_mask
-    if batch.response_start is None:
-        raise ValueError("response-only mean pooling needs PackedBatch.response_start (pack_groups records it)")
-    last = batch.token_mask.sum(1) - 1  # the score token ends every decoder sequence (data/tokenize.py)
-    return span_mask(batch.token_mask.shape[1], batch.response_start, last)
-
-
-def _encoder_head(tm, picked: torch.Tensor) -> torch.Tensor:
-    """The HF class's own read-out, applied to the gathered [CLS] states instead of column 0 of each row."""
-    pooler = getattr(tm.base_model, "pooler", None)
-    if pooler is not None:  # BERT-style: pooler(hidden)[:, 0] -> dropout -> classifier
-        pooled = pooler(picked[:, None, :])
-        dropout = getattr(tm, "dropout", None)
-        if dropout is not None:
-            pooled = dropout(pooled)
-        return tm.classifier(pooled).float()
-    # RoBERTa-style heads read features[:, 0] themselves
-    return tm.classifier(picked[:, None, :]).float()
+    return read_out(model, out.last_hidden_state, batch.read_index())

@@ -18,10 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..types import TokenBatch
+from ..types import PackedBatch, TokenBatch
 from .backbones import detach_gguf_quantizer, is_encoder_config, load_config, load_tokenizer, resolve_model
 from .cls_readout import cls_only
-from .heads import HeadExtras, HeadSpec, RewardOutput, combine, masked_mean, span_mask, spec_from_config
+from .heads import HeadExtras, HeadSpec, RewardOutput, combine, spec_from_config
+from .packed import packed_outputs
+from .readout import mean_mask, read_out
 
 log = logging.getLogger(__name__)
 
@@ -107,52 +109,24 @@ class RewardModel(nn.Module):
         out = self.outputs(batch)
         return out if full else out.rewards
 
-    def outputs(self, batch: TokenBatch) -> RewardOutput:
-        if not isinstance(batch, TokenBatch):  # packed rows (rewardkit.data.packing.PackedBatch)
-            from .packed import packed_outputs
-
+    def outputs(self, batch: TokenBatch | PackedBatch) -> RewardOutput:
+        if isinstance(batch, PackedBatch):
             return packed_outputs(self, batch)
-        spec = self.spec
         kwargs = {"token_type_ids": batch.token_type_ids} if batch.token_type_ids is not None else {}
-        if self.kind == "encoder" and spec.pooling == "cls":
+        if self.kind == "encoder" and self.spec.pooling == "cls":
             with cls_only(self.transformer):  # the last layer computes the [CLS] row only: same logits
                 logits = self.transformer(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                           position_ids=batch.position_ids, **kwargs).logits.float()
-            return RewardOutput(combine(logits, spec, self.extras), logits)
-        tm = self.transformer
+            return RewardOutput(combine(logits, self.spec, self.extras), logits)
         if self.kind == "decoder":
             kwargs["use_cache"] = False
-        out = tm.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, **kwargs)
-        hidden = out.last_hidden_state  # [N, L, H]
-        if spec.head == "step":  # every token's outputs; the steps are read at their end tokens by the caller
-            token_logits = self._head()(hidden).float()  # [N, L, C]
-            rows = torch.arange(hidden.shape[0], device=hidden.device)
-            logits = token_logits[rows, batch.score_index]  # the row's last step end
-            return RewardOutput(combine(logits, spec, self.extras), logits, token_logits=token_logits)
-        token_values = None
-        if spec.pooling == "mean":
-            pooled = masked_mean(hidden, self.mean_mask(batch))
-        elif spec.head == "per_token":
-            token_values = self._head()(hidden)[..., 0].float()  # [N, L]: every token's value
-        else:
-            rows = torch.arange(hidden.shape[0], device=hidden.device)
-            pooled = hidden[rows, batch.score_index]  # [N, H]: the score token of each row
-        if token_values is not None:
-            rows = torch.arange(hidden.shape[0], device=hidden.device)
-            logits = token_values[rows, batch.score_index][:, None]  # inference: the last real token's value
-        else:
-            logits = self._head()(pooled).float()
-        return RewardOutput(combine(logits, spec, self.extras), logits, token_values)
+        out = self.transformer.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                          position_ids=batch.position_ids, **kwargs)
+        return read_out(self, out.last_hidden_state, batch.read_index())
 
     def mean_mask(self, batch: TokenBatch) -> torch.Tensor:
         """[N, L] mask of the tokens ``mean`` pooling averages: the response span (decoders) or every real token."""
-        if self.spec.mean_span != "response":
-            return batch.attention_mask
-        if batch.response_start is None:
-            raise ValueError("response-only mean pooling needs TokenBatch.response_start (collate.pad_batch "
-                             "records it from the tokenizer's response start)")
-        return span_mask(batch.input_ids.shape[1], batch.response_start, batch.score_index)
+        return mean_mask(self.spec, batch.read_index())
 
     # -- saving --------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, tokenizer, meta: ModelMeta) -> None:
@@ -171,6 +145,23 @@ class RewardModel(nn.Module):
         self.extras.save(directory)
         meta = dataclasses.replace(meta, **self.spec.to_meta())  # the read-out travels with the weights
         meta.save(directory)
+
+
+def build_meta(model: RewardModel, tokenizer, data, base_model: str, training: dict,
+               score_token_id: int | None = None) -> ModelMeta:
+    """The one place a :class:`ModelMeta` is made from a model (the trainer at the end of a run, export from a
+    checkpoint): read-out from the model's spec, text layout from the data config (``DataConfig``), the score
+    token from the tokenizer (decoders: ``score_token_id``, else EOS; encoders: [CLS])."""
+    from .._version import __version__
+
+    encoder = model.kind == "encoder"
+    sid = None if encoder else (score_token_id if score_token_id is not None else tokenizer.eos_token_id)
+    meta = ModelMeta(kind=model.kind, pooling=model.spec.pooling,
+                     score_token="[CLS]" if encoder else tokenizer.convert_ids_to_tokens(sid), score_token_id=sid,
+                     template=data.template, separator=data.separator, max_length=data.max_length,
+                     truncation=data.truncation, padding_side="right", base_model=base_model,
+                     rewardkit_version=__version__, training=training)
+    return dataclasses.replace(meta, **model.spec.to_meta())
 
 
 def _set_pad_token(tokenizer, hf_model, kind: str) -> None:

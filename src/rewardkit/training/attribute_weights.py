@@ -35,7 +35,7 @@ from ..data.formats import Pair
 from ..losses import bradley_terry
 from ..models.heads import HEAD_FILE
 from ..models.reward_model import ModelMeta
-from ..serve.scorer import Scorer, resolve_model_dir
+from ..scoring import Scorer, resolve_model_dir
 from .tasks import score_outputs
 
 log = logging.getLogger(__name__)

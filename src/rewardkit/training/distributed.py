@@ -24,6 +24,7 @@ import torch
 from ..data.collate import pad_batch
 from ..data.dataset import EncodedPair
 from ..models.reward_model import RewardModel
+from ..scoring import evaluation_mode
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,7 @@ def score_pairs_sharded(accelerator, model, pairs: list[EncodedPair], pad_id: in
     order = sorted(range(len(mine)), key=lambda j: -max(len(pairs[mine[j]].chosen.input_ids),
                                                         len(pairs[mine[j]].rejected.input_ids)))
     rewards: dict[int, tuple[float, float]] = {}
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model):
         for s in range(0, len(order), batch_pairs):
             js = order[s:s + batch_pairs]
             chunk = [pairs[mine[j]] for j in js]
@@ -163,8 +162,6 @@ def score_pairs_sharded(accelerator, model, pairs: list[EncodedPair], pad_id: in
             for k, j in enumerate(js):
                 if j < real:
                     rewards[mine[j]] = (out[k], out[len(js) + k])
-    finally:
-        model.train(was_training)
     gathered = list(rewards.items())
     if world > 1:
         from accelerate.utils import gather_object

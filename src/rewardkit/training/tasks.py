@@ -26,7 +26,6 @@ packed variant branches there); every other loss goes through :meth:`Task.loss`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -48,6 +47,7 @@ from ..eval.metrics import (
     scalar_metrics,
 )
 from ..losses import (
+    PAIRWISE_LOSSES,
     bradley_terry,
     cross_entropy,
     get_loss,
@@ -58,7 +58,7 @@ from ..losses import (
     token_level_pairwise,
 )
 from ..models.heads import RewardOutput
-from ..serve.scorer import length_batches
+from ..scoring import score_outputs  # noqa: F401  (its old home was here; eval and tests import it)
 from ..types import TokenBatch
 
 
@@ -87,24 +87,6 @@ class TaskBatch:
 
     def to(self, device) -> TaskBatch:
         return TaskBatch(self.tokens.to(device), {k: v.to(device) for k, v in self.targets.items()})
-
-
-@torch.no_grad()
-def score_outputs(model, seqs: Sequence[Encoded], pad_id: int, device, max_batch: int = 32,
-                  max_tokens: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rewards [n], head logits [n, C]) for encoded sequences in input order, batched by length."""
-    rewards: list[torch.Tensor | None] = [None] * len(seqs)
-    logits: list[torch.Tensor | None] = [None] * len(seqs)
-    was_training = model.training
-    model.eval()
-    try:
-        for idx in length_batches([len(s.input_ids) for s in seqs], max_tokens, max_batch):
-            out: RewardOutput = model(pad_batch([seqs[i] for i in idx], pad_id, "right").to(device), full=True)
-            for j, i in enumerate(idx):
-                rewards[i], logits[i] = out.rewards[j].cpu(), out.logits[j].cpu()
-    finally:
-        model.train(was_training)
-    return torch.stack(rewards), torch.stack(logits)
 
 
 class Task:
@@ -185,8 +167,9 @@ class PairTask(Task):
 
     @property
     def in_trainer(self) -> bool:
-        """Bradley-Terry and log-exp run the trainer's own pairwise step."""
-        return self.loss_cfg.name in ("bradley_terry", "log_exp")
+        """The pairwise score losses (``losses.PAIRWISE_LOSSES``: Bradley-Terry, log-exp) run the trainer's own
+        pairwise step; read from that table, so a pairwise loss added there cannot fall through to another."""
+        return self.loss_cfg.name in PAIRWISE_LOSSES
 
     def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list[Pair]:
         if (split.adapter or data.adapter) is None and data.format in ("auto", "pairs") and data.ratings.to_pairs == "off":
@@ -423,12 +406,16 @@ STEP_LOSSES = ("step_bce", "step_ce")
 """Trained by :class:`rewardkit.training.step_task.StepTask` (imported when used: it subclasses :class:`Task`)."""
 
 
-def make_task(cfg: RunConfig) -> Task:
-    """The task of a run, from ``loss.name`` (each loss trains on one data format)."""
+def make_task(cfg: RunConfig, model=None, tokenizer=None) -> Task:
+    """The task of a run, from ``loss.name`` (each loss trains on one data format); with the fresh ``model`` and
+    ``tokenizer``, the task prepares them (:meth:`Task.prepare_model`, e.g. the step task's step token)."""
     if cfg.loss.name in STEP_LOSSES:
         from .step_task import StepTask
 
-        return StepTask(cfg)
+        task = StepTask(cfg)
+        if model is not None:
+            task.prepare_model(model, tokenizer)
+        return task
     try:
         cls = TASKS[cfg.loss.name]
     except KeyError:

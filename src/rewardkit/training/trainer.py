@@ -10,7 +10,6 @@ One forward per micro-batch runs chosen and rejected together::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..config import RunConfig, dump_config, load_config
 from ..data.collate import pair_batch
 from ..data.dataset import EncodedPair
@@ -31,8 +29,8 @@ from ..data.tokenize import SequenceEncoder
 from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc, pairwise_metrics
 from ..losses import get_pairwise_loss
 from ..models.packed import pack_settings, select_attention
-from ..models.reward_model import ModelMeta, RewardModel, build_model
-from ..serve.scorer import Scorer, score_sequences
+from ..models.reward_model import RewardModel, build_meta, build_model
+from ..scoring import Scorer, score_sequences
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .distributed import (
     LocalBatch,
@@ -182,8 +180,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     report = SkipReport()
     if cfg.data.train is None:
         raise ValueError("data.train is required for training")
-    task = make_task(cfg)  # data format + loss -> batching, loss and metrics (training/tasks.py)
-    task.prepare_model(model, tokenizer)  # e.g. the step task's step token (a new embedding row)
+    task = make_task(cfg, model, tokenizer)  # format + loss -> batching, loss, metrics (training/tasks.py)
     pairwise = isinstance(task, PairTask) and task.in_trainer
     train_pairs = task.encode(task.load(cfg.data.train, cfg.data, report), renderer, encoder)
     train_trunc = encoder.stats.summary()
@@ -361,17 +358,9 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False) -> TrainR
     if stopper is not None and final:  # restore the best evaluation's weights: they are what is saved
         final, early = stopper.finish(state["step"], final, raw_model, evaluated=last_eval is not None)
         logger.write(stopper.best_step, "eval_selected", final)
-    meta = ModelMeta(kind=kind, pooling="cls" if kind == "encoder" else "last",
-                     score_token="[CLS]" if kind == "encoder" else tokenizer.convert_ids_to_tokens(
-                         encoder.score_token_id),
-                     score_token_id=None if kind == "encoder" else encoder.score_token_id,
-                     template=cfg.data.template, separator=cfg.data.separator, max_length=cfg.data.max_length,
-                     truncation=cfg.data.truncation, padding_side="right", base_model=cfg.model.name,
-                     rewardkit_version=__version__,
-                     training={"steps": state["step"], "loss": cfg.loss.name, "eval": final,
-                               **({"best_step": early["best_step"]} if early else {})})
-    # the read-out (head, step aggregate ...) as save_pretrained writes it, so the returned Scorer has it too
-    meta = task.annotate_meta(dataclasses.replace(meta, **raw_model.spec.to_meta()))
+    meta = task.annotate_meta(build_meta(  # annotate: a task's own rendering, e.g. the step task's step token
+        raw_model, tokenizer, cfg.data, cfg.model.name, score_token_id=encoder.score_token_id, training={
+            "steps": state["step"], "loss": cfg.loss.name, "eval": final, **({"best_step": early["best_step"]} if early else {})}))
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
                "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
                "total_seconds": round(time.time() - t_start, 1), "precision": "bf16" if use_bf16 else "fp32",
