@@ -7,7 +7,7 @@ is ``softmax(logits)[1]`` at its end token. A 1-logit (BCE) head is written as 2
 applies a softmax over the returned classes; Qwen2.5-Math-PRM has the same 2-class head).
 
 ``rewardkit.json`` carries the rendering (separator or step token and its id); ``serving.json`` the vLLM pooler
-settings: ``{"pooling_type": "STEP", "step_tag_id": ..., "returned_token_ids": [0, 1]}``. vLLM returns a score
+settings: ``{"pooling_type": "STEP", "step_tag_id": ...}`` (checked by hand against vLLM 0.32 on CPU, see docs/prm.md). vLLM returns a score
 at every occurrence of ``step_tag_id`` in the input, so it needs a token that marks step ends and nothing else:
 a dedicated step token (``data.steps.step_token``). With a text separator the export still works for
 transformers and rewardkit, and ``serving.json`` names the separator's token but warns that it can occur
@@ -85,8 +85,10 @@ def serving_settings(tokenizer, meta) -> dict:
         note = ("the step separator is text, not a dedicated token: vLLM returns a score at every occurrence of "
                 "step_tag_id, also in the prompt; send the token ids rewardkit renders (Scorer.step_encoder) or "
                 "retrain with data.steps.step_token")
-    out = {"vllm": {"runner": "pooling", "pooler_config": {"pooling_type": "STEP", "step_tag_id": int(tag_id),
-                                                           "returned_token_ids": [0, 1]}},
+    # no returned_token_ids: vLLM 0.32 selects those columns of the hidden states *before* a token classifier's
+    # head (it is meant for LM-head PRMs) and fails; without it the STEP pooler returns softmax(logits) per step
+    out = {"vllm": {"runner": "pooling", "pooler_config": {"pooling_type": "STEP", "step_tag_id": int(tag_id)},
+                    "task": "token_classify"},
            "score": "softmax(logits)[1] at each step end = P(step is right)", "classes": ["wrong", "right"],
            "step_aggregate": meta.step_aggregate}
     if note:
@@ -153,7 +155,7 @@ def write_step_card(out: Path, meta, info: dict, run_dir: Path | None) -> None:
     vllm = [
         "from vllm import LLM",
         f'llm = LLM(model="PATH", runner="pooling", pooler_config={pooler!r})',
-        'out = llm.encode([{"prompt_token_ids": ids}])  # [n_steps, 2]: P(wrong), P(right) per step',
+        'out = llm.encode([{"prompt_token_ids": ids}], pooling_task="token_classify")  # [n_steps, 2] per step',
     ]
     lines = [
         "---", "library_name: transformers", "pipeline_tag: token-classification",
@@ -172,9 +174,10 @@ def write_step_card(out: Path, meta, info: dict, run_dir: Path | None) -> None:
         "### vLLM (STEP pooler)", "", "```bash",
         f"vllm serve PATH --runner pooling --pooler-config '{json.dumps(pooler)}'", "```", "",
         "```python", *vllm, "```", "",
-        "vLLM's STEP pooler returns the softmax over the classes at every occurrence of `step_tag_id` (older "
-        "vLLM versions spell the option `--override-pooler-config`). Not run by rewardkit's tests: there is no "
-        "vLLM on the development machine.",
+        "vLLM's STEP pooler returns the softmax over the classes at every occurrence of `step_tag_id` "
+        "(`LLM.encode(..., pooling_task=\"token_classify\")`; older vLLM versions spell the option "
+        "`--override-pooler-config`). Do not pass `returned_token_ids`: vLLM 0.32 applies it to the hidden states "
+        "before the classifier.",
     ]
     if "warning" in serving:
         lines += ["", f"> {serving['warning']}"]
