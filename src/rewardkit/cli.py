@@ -110,7 +110,12 @@ def cmd_eval(args, overrides: list[str]) -> int:
     if args.json:
         print(json.dumps(m, allow_nan=False))
         return 0
-    print(_eval_summary(m) if pairs else _examples_summary(m))
+    if getattr(ev, "format", None) == "steps":  # a process reward model (eval/step_eval.py)
+        from .eval.step_eval import steps_summary
+
+        print(steps_summary(m))
+    else:
+        print(_eval_summary(m) if pairs else _examples_summary(m))
     if args.report:
         print(f"report: {m['report']}")
     return 0

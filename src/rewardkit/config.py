@@ -26,7 +26,7 @@ Scheduler = Literal["linear", "cosine", "constant"]
 PaddingSide = Literal["right", "left"]
 ModelKind = Literal["auto", "decoder", "encoder"]
 Pooling = Literal["auto", "last", "cls", "mean"]
-Head = Literal["scalar", "classifier", "per_token", "multi", "judge"]
+Head = Literal["scalar", "classifier", "per_token", "multi", "judge", "step"]
 
 
 class ConfigError(ValueError):
@@ -95,8 +95,42 @@ class FieldsConfig:
     """A/B records: which response won; its values are mapped by `data.winner`."""
 
 
-DataFormat = Literal["auto", "pairs", "binary", "scalar", "multi", "ranked", "ab"]
-Adapter = Literal["hh-rlhf", "oasst", "pandalm", "usr", "halueval"]
+DataFormat = Literal["auto", "pairs", "binary", "scalar", "multi", "ranked", "ab", "steps"]
+Adapter = Literal["hh-rlhf", "oasst", "pandalm", "usr", "halueval", "prm800k", "math-shepherd", "trl-stepwise"]
+StepAggregate = Literal["min", "prod", "last", "mean"]
+
+
+@dataclass(kw_only=True)
+class StepsConfig:
+    """Step-level data (`format: steps`, process reward models): how steps are joined, read and validated
+    (rewardkit/data/steps.py, docs/prm.md)."""
+
+    separator: str = "\n\n"
+    """Put after every step (the last one too); the reward of a step is read at the separator's last token.
+    Steps may not contain it. Ignored when `step_token` is set."""
+    step_token: str | None = None
+    """A dedicated token (e.g. `<|step|>`) added to the tokenizer as a special token and put after every step
+    instead of `separator`: one token id marks every step end (what vLLM's STEP pooler reads as `step_tag_id`)."""
+    truncation: Literal["drop_steps", "error"] = "drop_steps"
+    """A solution longer than `data.max_length`: keep the steps that fit whole and drop the trailing ones
+    (counted in the run's truncation report), or stop with an error. A step is never cut in half."""
+    after_error: Literal["keep", "error"] = "keep"
+    """Labels after the first wrong step (0): `keep` them (Math-Shepherd labels every step), or reject such a
+    record with an error naming the field (PRM800K / ProcessBench solutions stop at the first error)."""
+    neutral: Literal["positive", "negative", "unlabelled"] = "positive"
+    """`prm800k` adapter: what a neutral rating (0) becomes: 1 (the paper's choice), 0, or null (masked)."""
+    step_tag: str = "ки"
+    """`math-shepherd` adapter: the tag that ends each step in `input` (its `label` holds `+` or `-` there)."""
+    steps_field: str = "steps"
+    """Field holding the list of step texts."""
+    labels_field: str = "labels"
+    """Field holding one label per step: 1 right, 0 wrong, null not labelled (masked)."""
+    correct_field: str = "correct"
+    """Optional solution-level correctness flag (true/false), for best-of-N evaluation."""
+    group_field: str = "group"
+    """Optional key of the problem a solution answers; else solutions of the same prompt are grouped."""
+    answer_field: str = "answer"
+    """Optional final answer of the solution (best-of-N evaluation compares against majority voting)."""
 
 
 @dataclass(kw_only=True)
@@ -195,6 +229,8 @@ class DataConfig:
     separator: str = "\n"
     """Plain rendering: put between a text prompt and its response, unless either side already has
     whitespace at the boundary (hh-rlhf style prompts end in `Assistant:` and responses start with a space)."""
+    steps: StepsConfig = field(default_factory=StepsConfig)
+    """`format: steps` (process reward models): separator or step token, truncation and label policies."""
 
 
 @dataclass(kw_only=True)
@@ -254,7 +290,9 @@ class ModelConfig:
     head: Head = "scalar"
     """`scalar`: 1 output; `classifier`: 2 outputs (reject, accept), see `reward_from`; `per_token`: 1 value
     per token (decoders; for the `token_level_pairwise` loss; the score is the last real token's value);
-    `multi`: one output per `attributes` entry, combined into one reward by `weighting`. docs/recipes.md."""
+    `multi`: one output per `attributes` entry, combined into one reward by `weighting`; `step`: a score at the
+    end of every step (process reward model, decoders; losses `step_bce` / `step_ce`, docs/prm.md).
+    docs/recipes.md."""
     reward_from: Literal["logit_diff", "probability"] = "logit_diff"
     """Classifier head: the reward is the accept logit minus the reject logit (unbounded, ranks like a scalar
     head) or the accept probability softmax(z)[1] (in [0, 1], saturates: poorer for ranking)."""
@@ -266,6 +304,12 @@ class ModelConfig:
     preference pairs by the `attribute_weights` stage or `rewardkit fit-weights`)."""
     attribute_weights: list[float] | None = None
     """Weights for `weighting: fixed`, one per attribute."""
+    step_outputs: Literal[1, 2] = 1
+    """`head: step` (process reward model): 1 logit per step (loss `step_bce`) or 2 classes, wrong and right
+    (`step_ce`). Either exports as a 2-class token classifier for vLLM (docs/prm.md)."""
+    step_aggregate: StepAggregate = "min"
+    """`head: step`: a solution's reward from its step scores P(right): `min` (the weakest step), `prod` (all
+    right), `last` or `mean`. Saved with the model."""
     gguf_file: str | None = None
     """Load the weights from this GGUF file inside `name` (a directory)."""
     lora: LoraConfig | None = None
@@ -288,10 +332,11 @@ class ModelConfig:
 @dataclass(kw_only=True)
 class LossConfig:
     name: Literal["bradley_terry", "log_exp", "token_level_pairwise", "cross_entropy", "mse", "rmse", "ranking",
-                  "multi_attribute_mse"] = "bradley_terry"
+                  "multi_attribute_mse", "step_bce", "step_ce"] = "bradley_terry"
     """Pairs: `bradley_terry` -logsigmoid(r_c - r_r - margin), `log_exp` log(1 + exp(r_r - r_c)),
     `token_level_pairwise` (head per_token); binary labels: `cross_entropy` (head classifier); scalar
-    ratings: `mse`, `rmse`; ranked lists: `ranking` (K-choose-2); multi: `multi_attribute_mse` (head multi).
+    ratings: `mse`, `rmse`; ranked lists: `ranking` (K-choose-2); multi: `multi_attribute_mse` (head multi);
+    steps: `step_bce` (1 logit per step), `step_ce` (2 classes per step), both with head `step`.
     Formulas and sources in rewardkit/losses.py; which data format each takes in docs/recipes.md."""
     margin: float = 0.0
     """Margin used for records without a margin field."""
@@ -305,6 +350,9 @@ class LossConfig:
     """`cross_entropy`: weight per class [reject, accept], e.g. [3.0, 1.0] when rejects are rare."""
     ties: Literal["skip", "soft"] = "skip"
     """`ranking`: tied responses are left out (`skip`) or count as a 50/50 outcome (`soft`)."""
+    step_target: Literal["all", "last", "until_first_error"] = "all"
+    """`step_bce` / `step_ce` (head step): train on every labelled step, the last labelled step only, or the
+    labelled steps up to and including the first wrong one. `class_weights` [wrong, right] apply too."""
 
 
 @dataclass(kw_only=True)

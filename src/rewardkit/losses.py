@@ -7,6 +7,7 @@ scalar mean over the batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -181,6 +182,73 @@ def multi_attribute_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
     return diff.pow(2).sum() / n
 
 
+StepTarget = Literal["all", "last", "until_first_error"]
+
+
+def step_selection(labels: torch.Tensor, target: StepTarget = "all") -> torch.Tensor:
+    """[N, S] bool: the labelled steps a step loss trains on. ``labels`` [N, S] long: 1 right, 0 wrong, -1 not
+    labelled (or padding past a solution's last step).
+
+    ``all``: every labelled step; ``last``: the last labelled step of each solution (an outcome-style target at
+    the step read-out); ``until_first_error``: the labelled steps up to and including the first wrong one (what
+    follows an error is often mislabelled, e.g. Math-Shepherd marks it by rollouts from a broken state).
+    """
+    if target not in ("all", "last", "until_first_error"):
+        raise ValueError(f"loss.step_target must be all, last or until_first_error, got {target!r}")
+    labelled = labels >= 0
+    if target == "all":
+        return labelled
+    cols = torch.arange(labels.shape[1], device=labels.device)[None, :]
+    if target == "last":
+        last = torch.where(labelled, cols, torch.full_like(labels, -1)).max(1).values  # -1: none labelled
+        return labelled & (cols == last[:, None])
+    wrong = labels == 0
+    first = torch.where(wrong.any(1), wrong.float().argmax(1), torch.full_like(labels[:, 0], labels.shape[1]))
+    return labelled & (cols <= first[:, None])
+
+
+def _weighted_step_mean(per_step: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor,
+                        class_weights: torch.Tensor | None) -> torch.Tensor:
+    y = labels.clamp(min=0)
+    w = keep.float() if class_weights is None else class_weights.to(per_step.device, torch.float32)[y] * keep
+    total = w.sum()
+    if total == 0:
+        return per_step.sum() * 0.0  # no labelled step in the batch: 0 with a graph, so backward still works
+    return (per_step * w).sum() / total
+
+
+def step_bce(logits: torch.Tensor, labels: torch.Tensor, target: StepTarget = "all",
+             class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Process reward model loss: binary cross-entropy on every selected step's logit (Lightman et al. 2023,
+    "Let's Verify Step by Step", arXiv 2305.20050; Math-Shepherd, arXiv 2312.08935)::
+
+        l_{n,s} = -(y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))) = softplus(z) - y z
+        loss    = sum_{(n,s) in K} w_{y_{n,s}} l_{n,s} / sum_{(n,s) in K} w_{y_{n,s}}
+
+    ``K`` is :func:`step_selection` (unlabelled steps are masked, never read as 0); ``class_weights`` [2]
+    = [wrong, right] re-weights the usual imbalance (most steps are right), and the mean divides by the summed
+    weights so the loss scale does not change with the class mix (as :func:`cross_entropy`).
+
+    Shapes: ``logits`` [N, S] (one logit per step, read at each step's end token), ``labels`` [N, S] long.
+    """
+    z = logits.float()
+    keep = step_selection(labels, target)
+    per_step = F.softplus(z) - labels.clamp(min=0).float() * z
+    return _weighted_step_mean(per_step, labels, keep, class_weights)
+
+
+def step_ce(logits: torch.Tensor, labels: torch.Tensor, target: StepTarget = "all",
+            class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`step_bce` with 2 classes per step (wrong, right): ``l = -log softmax(z)[y]`` (the two-class head
+    of Qwen2.5-Math-PRM and vLLM's STEP pooler). Equal to :func:`step_bce` on ``z[..., 1] - z[..., 0]``.
+
+    Shapes: ``logits`` [N, S, 2], ``labels`` [N, S] long.
+    """
+    keep = step_selection(labels, target)
+    per_step = -logits.float().log_softmax(-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+    return _weighted_step_mean(per_step, labels, keep, class_weights)
+
+
 PairwiseLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 PAIRWISE_LOSSES: dict[str, PairwiseLoss] = {
@@ -204,6 +272,8 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "rmse": rmse,
     "ranking": ranking,
     "multi_attribute_mse": multi_attribute_mse,
+    "step_bce": step_bce,
+    "step_ce": step_ce,
 }
 """Every loss by its config name (`loss.name`); regularizers (`reward_centering`, `l2_scores`) are added on top."""
 

@@ -182,6 +182,11 @@ class Scorer:
         """Rewards for each (prompt, response); ``normalize`` applies the stored mean/std."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if self.meta.head == "step":  # a process reward model: the response's steps, its aggregate reward
+            from .step_scoring import split_steps
+
+            rewards = [s.reward for s in self.score_steps(prompts, [split_steps(self, r) for r in responses])]
+            return self.normalize(rewards) if normalize else rewards
         rewards = self.score_encoded([self.encode(p, r) for p, r in zip(prompts, responses, strict=True)])
         return self.normalize(rewards) if normalize else rewards
 
@@ -199,6 +204,27 @@ class Scorer:
         if prompts is None or completions is None:
             raise TypeError("a reward function is called with prompts=... and completions=...")
         return self.score(list(prompts), list(completions), normalize=self.normalize_rewards)
+
+    @property
+    def step_encoder(self):
+        """Step-level rendering of a process reward model (``model.head: step``), built on first use."""
+        if getattr(self, "_step_encoder", None) is None:
+            from .step_scoring import make_step_encoder
+
+            self._step_encoder = make_step_encoder(self)
+        return self._step_encoder
+
+    def score_steps(self, prompts: Sequence[Text], solutions: Sequence[Sequence[str]], aggregate: str | None = None):
+        """Per-step rewards of a process reward model: one :class:`~rewardkit.step_scoring.StepScore`
+        (``step_rewards``: P(step right) per step, ``reward``: their ``aggregate``, the model's
+        ``step_aggregate`` by default) per (prompt, list of step texts).
+
+        >>> scorer.score_steps(["Start at 2. Add 3."], [["2 + 3 = 5"]])[0].step_rewards  # doctest: +SKIP
+        [0.97]
+        """
+        from .step_scoring import score_steps
+
+        return score_steps(self, prompts, solutions, aggregate)
 
     def normalize(self, rewards: list[float]) -> list[float]:
         norm = self.meta.normalization

@@ -23,7 +23,7 @@ def example_data(cfg) -> tuple[str, str]:
     if cfg.data.ratings.to_pairs != "off":
         return "scalar.jsonl", "scalar"  # ratings -> pairs inside the loader
     by_loss = {"cross_entropy": "binary", "mse": "scalar", "rmse": "scalar", "ranking": "ranked",
-               "multi_attribute_mse": "multi"}
+               "multi_attribute_mse": "multi", "step_bce": "steps", "step_ce": "steps"}
     fmt = by_loss.get(cfg.loss.name, "pairs")
     return f"{fmt}.jsonl", fmt
 

@@ -13,6 +13,7 @@ from rewardkit.data.dataset import load_examples
 from rewardkit.data.errors import DataError, SkipReport
 from rewardkit.data.formats import Labeled, MultiRated, Pair, Ranked, Rated
 from rewardkit.data.readers import Record
+from rewardkit.data.steps import STEP_ADAPTERS
 
 
 def shared_data() -> Path:
@@ -31,7 +32,7 @@ def load(adapter, path, report=None, **data):
 
 
 def test_config_literal_lists_every_adapter():
-    assert set(Adapter.__args__) == set(ADAPTERS)
+    assert set(Adapter.__args__) == set(ADAPTERS) | set(STEP_ADAPTERS)
 
 
 def test_hh_rlhf_adapter_splits_the_implicit_prompt_and_skips_empty_final_turns():

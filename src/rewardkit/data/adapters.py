@@ -237,5 +237,10 @@ ADAPTERS: dict[str, Adapter] = {a.name: a for a in (
 
 def get_adapter(name: str) -> Adapter:
     if name not in ADAPTERS:
+        from .steps import STEP_ADAPTERS
+
+        if name in STEP_ADAPTERS:
+            raise ValueError(f"data.adapter {name!r} gives step-level data (format steps): train it with loss.name "
+                             "step_bce or step_ce (docs/prm.md)")
         raise ValueError(f"unknown data.adapter {name!r}; known: {', '.join(ADAPTERS)}")
     return ADAPTERS[name]

@@ -42,7 +42,9 @@ class TruncationStats:
 
     def summary(self) -> dict:
         keys = ("sequences", "prompt_truncated", "response_truncated", "dropped")
-        return {k: int(self.counts.get(k, 0)) for k in keys}
+        out = {k: int(self.counts.get(k, 0)) for k in keys}
+        # the step task shares these counts (solutions, steps, steps_dropped ...): report them too
+        return out | {k: int(v) for k, v in self.counts.items() if k not in out}
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,10 @@ def evaluate_file(scorer: Scorer, split: SplitConfig, data: DataConfig | None = 
                   n_boot: int = 1000, seed: int = 0, show_progress: bool = False) -> PairEvaluation | ExampleEvaluation:
     """Evaluate ``split`` in whatever format it holds: pairs get the full :class:`PairEvaluation` (and the
     HTML report), binary / scalar / ranked data an :class:`ExampleEvaluation`."""
+    if scorer.meta.head == "step":  # a process reward model: step-level data and metrics (eval/step_eval.py)
+        from .step_eval import evaluate_step_file
+
+        return evaluate_step_file(scorer, split, data)
     data = data or DataConfig()
     report = SkipReport()
     scorer.encoder.stats.counts.clear()

@@ -356,7 +356,12 @@ def write_report(ev: PairEvaluation, out_dir: str | Path, *, training_log: Path 
 
 
 def write_examples_report(ev: ExampleEvaluation, out_dir: str | Path, *, title: str = "rewardkit evaluation") -> Path:
-    """Binary, scalar or ranked data: ``metrics.json`` and an HTML page of metric tables (no figures yet)."""
+    """Binary, scalar or ranked data: ``metrics.json`` and an HTML page of metric tables (no figures yet); step
+    data (process reward models): with figures (:mod:`rewardkit.eval.step_eval`)."""
+    if ev.format == "steps":
+        from .step_eval import write_step_report
+
+        return write_step_report(ev, out_dir, title)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m = ev.metrics

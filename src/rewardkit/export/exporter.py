@@ -158,6 +158,10 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: exists and is not empty; choose a new directory")
     src = load_source(source)
+    if src.meta.head == "step":  # a process reward model: a token classifier, scored at every step end
+        from .step_export import export_step_model
+
+        return export_step_model(source, out, dtype, overwrite=True, verify=verify)
     how = readout(src.meta)
     compatible = how != "rewardkit_only"
     if not compatible and not rewardkit_only:

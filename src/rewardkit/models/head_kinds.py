@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from .step_readout import AGGREGATES, step_probabilities
+
 if TYPE_CHECKING:  # annotations only: heads.py imports this module
     from .heads import HeadExtras, HeadSpec
 
@@ -199,7 +201,6 @@ class Multi(HeadKind):
                 f"`logits @ w` ({meta.weighting} weighting), with w: {pairs}."]
 
 
-
 @register_head
 class Judge(HeadKind):
     """The LM head's logits of two answer tokens at the judge template's end, ``logit(yes) - logit(no)`` (no new
@@ -224,3 +225,40 @@ class Judge(HeadKind):
         j = meta.judge or {}
         return [f"The reward is `logit({j.get('pos_piece')!r}) - logit({j.get('neg_piece')!r})` of the causal LM's "
                 "next token at the end of the judge text (no head of its own)."]
+
+
+@register_head
+class Step(HeadKind):
+    """A process reward model (docs/prm.md): the linear head on every token (``RewardOutput.token_logits``, 1
+    logit or 2 classes), a step's score P(right) at its end token (:mod:`rewardkit.models.step_readout`); the
+    per-row reward is the row's last step's score, a solution's reward aggregates its steps
+    (``Scorer.score_steps``). Exported as a token classifier (:mod:`rewardkit.export.step_export`)."""
+
+    name = "step"
+    token_logits = True
+
+    def num_labels(self, spec) -> int:
+        return spec.step_outputs
+
+    def validate(self, spec, kind):
+        if kind != "decoder" or spec.pooling != "last":
+            raise ValueError("model.head step needs a decoder with pooling last (a step's reward must not see the "
+                             "steps after it)")
+        if spec.step_outputs not in (1, 2):
+            raise ValueError(f"model.step_outputs must be 1 (step_bce) or 2 (step_ce), got {spec.step_outputs}")
+        if spec.step_aggregate not in AGGREGATES:
+            raise ValueError(f"model.step_aggregate must be one of {', '.join(AGGREGATES)}, got "
+                             f"{spec.step_aggregate!r}")
+
+    def combine(self, z, spec, extras):
+        return step_probabilities(z)
+
+    def transformers_readout(self, meta):
+        return "logits"  # exported as *ForTokenClassification: 2 logits at every token
+
+    def consumer_reward(self, z, meta, weights):
+        return step_probabilities(z)
+
+    def card_lines(self, meta, weights):
+        return ["This is a process reward model: a token classifier whose `softmax(logits)[1]` at each step's end "
+                f"token is P(step right); the solution's reward is their `{meta.step_aggregate}`."]

@@ -7,6 +7,8 @@ head                    outputs     pooling         reward                      
 ``classifier``          2           last / cls      z_accept - z_reject, or softmax(z)[1]  same logits
 ``per_token``           1 per token last            the last real token's value           same score
 ``multi``               K           last / cls      mean, fixed or learned weighted sum   same K outputs
+``step``                1 or 2 per  last (each      per step P(right); the solution's     ``*ForToken-
+                        token       step's end)     reward: min / prod / last / mean      Classification``
 any head                ...         mean (decoder:  as above                              cannot express it
                                     response only;
                                     encoder: all)
@@ -29,6 +31,9 @@ weights, in a side file ``rewardkit_head.safetensors`` that :func:`load_reward_m
   (``rewardkit.json`` without ``mean_span`` -> ``all``), so their scores do not change;
 * ``per_token``: the same linear applied to every token; transformers returns only the last one's value;
 * ``weighting: learned``: K trainable logits, reward = sum softmax(w)_k z_k.
+* ``step`` (process reward models, :mod:`rewardkit.models.step_readout`): the same linear on every token, read
+  at the end token of every step; the per-row reward here is the last step's score, the solution's reward is
+  the ``step_aggregate`` of its step scores (which needs the step ends: ``Scorer.score_steps``).
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ class HeadSpec:
     attributes: list[str] | None = None
     weighting: str = "mean"
     attribute_weights: list[float] | None = None
+    step_outputs: int = 1
+    """``step`` head: 1 logit per step (``step_bce``) or 2 classes, wrong and right (``step_ce``)."""
+    step_aggregate: str = "min"
+    """``step`` head: how step scores make the solution's reward (min, prod, last, mean)."""
     mean_span: str | None = None
     """``mean`` pooling only: average the ``response`` tokens (first response token through the score token) or
     ``all`` real tokens; None resolves by kind (:meth:`resolve`): ``response`` for decoders, ``all`` for
@@ -95,7 +104,8 @@ class HeadSpec:
     def to_meta(self) -> dict:
         return {"head": self.head, "pooling": self.pooling, "reward_from": self.reward_from,
                 "attributes": self.attributes, "weighting": self.weighting,
-                "attribute_weights": self.attribute_weights, "mean_span": self.mean_span}
+                "attribute_weights": self.attribute_weights, "mean_span": self.mean_span,
+                "step_outputs": self.step_outputs, "step_aggregate": self.step_aggregate}
 
 
 def spec_from_config(cfg, kind: str) -> HeadSpec:
@@ -105,7 +115,8 @@ def spec_from_config(cfg, kind: str) -> HeadSpec:
     span = getattr(cfg, "mean_span", "auto")
     spec = HeadSpec(head=cfg.head, pooling=pooling, reward_from=cfg.reward_from, attributes=cfg.attributes,
                     weighting=cfg.weighting, attribute_weights=cfg.attribute_weights,
-                    mean_span=None if span == "auto" else span)
+                    mean_span=None if span == "auto" else span, step_outputs=getattr(cfg, "step_outputs", 1),
+                    step_aggregate=getattr(cfg, "step_aggregate", "min"))
     spec.validate(kind)
     return spec.resolve(kind)
 
@@ -174,3 +185,5 @@ class RewardOutput:
     """[N, C] fp32: the head's outputs at the pooled state (classifier logits, K attribute values ...)."""
     token_values: torch.Tensor | None = None
     """[N, L] fp32, ``per_token`` head only: each token's value (padding columns hold garbage: mask them)."""
+    token_logits: torch.Tensor | None = None
+    """[N, L, C] fp32, ``step`` head only: the head's outputs at every token (read at the step ends)."""

@@ -22,6 +22,10 @@ def read_out(model, hidden: torch.Tensor, index: ReadIndex) -> RewardOutput:
     ``index.token_mask`` is 1."""
     spec = model.spec
     token_values = None
+    if getattr(spec.head_kind, "token_logits", False):  # step head: every token's outputs, read at the step ends
+        token_logits = model._head()(hidden).float()  # [R, L, C] in the batch's row layout (padded batches)
+        logits = token_logits[index.score_row, index.score_col]  # the row's last step end
+        return RewardOutput(combine(logits, spec, model.extras), logits, token_logits=token_logits)
     if spec.pooling == "mean":
         per_seq = hidden[index.score_row[:, None], index.token_col]  # [M, W, H]: each sequence's own tokens
         logits = model._head()(masked_mean(per_seq, mean_mask(spec, index))).float()

@@ -47,7 +47,14 @@ class ModelMeta:
     (encoders). Absent (null) in models saved before it was recorded: those averaged all real tokens, and
     :func:`load_reward_model` keeps that, so an older model scores as it was trained."""
     head: str = "scalar"
-    """`scalar`, `classifier`, `per_token` or `multi` (see rewardkit/models/heads.py)."""
+    """`scalar`, `classifier`, `per_token`, `multi` or `step` (see rewardkit/models/heads.py)."""
+    step_outputs: int = 1
+    """`step` head: 1 logit or 2 classes (wrong, right) per step."""
+    step_aggregate: str = "min"
+    """`step` head: the solution's reward from its step scores: min, prod, last or mean."""
+    steps: dict | None = None
+    """`step` head: how steps are rendered, {separator, step_token, step_token_id, truncation}
+    (rewardkit.config.StepsConfig)."""
     reward_from: str = "logit_diff"
     attributes: list[str] | None = None
     weighting: str = "mean"
@@ -315,7 +322,8 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
             log.warning("%s: saved before rewardkit recorded mean_span; scoring it as trained, mean over all real "
                         "tokens (prompt included). Retrain for response-only pooling.", directory)
     spec = HeadSpec(head=meta.head, pooling=meta.pooling, reward_from=meta.reward_from, attributes=meta.attributes,
-                    weighting=meta.weighting, attribute_weights=meta.attribute_weights, mean_span=span)
+                    weighting=meta.weighting, attribute_weights=meta.attribute_weights, mean_span=span,
+                    step_outputs=meta.step_outputs, step_aggregate=meta.step_aggregate)
     model = RewardModel(hf, meta.kind, spec)
     model.extras.load(directory)  # weights plain transformers has no place for (learned attribute weights)
     return model.eval(), tokenizer, meta

@@ -80,6 +80,10 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
         raise ValueError(f"block_records (--block-records) must be at least 1, got {block_records}")
     fmt = output_format(output_path)
     check_output(output_path, (input_path,), overwrite)  # before any work: a refused output wastes none
+    if scorer.meta.head == "step":  # a process reward model: {prompt, steps} records get step_rewards and reward
+        from .step_scorer import score_steps_file
+
+        return score_steps_file(scorer, input_path, output_path, fmt, on_invalid, progress)
     if normalize and not scorer.meta.normalization:
         scorer.normalize([])  # raises the explanatory error before any work is done
     start = time.perf_counter()

@@ -8,6 +8,11 @@ Endpoints
                         (matched against ``openrlhf/utils/remote_rm_utils.py`` and ``openrlhf/cli/serve_rm.py``).
   ``GET /health``, ``GET /metrics`` (Prometheus text).
 
+A process reward model (``head: step``) answers ``POST /score`` with ``[{prompt, steps: [...]}, ...]`` (or
+``{prompt, response}``, the response cut into steps at the model's separator) -> ``{"rewards": [...],
+"step_rewards": [[...], ...]}``: the same scores as ``Scorer.score_steps``. Step requests are batched within the
+request (by length, on the one model thread), not merged with other requests.
+
 Dynamic batching: requests are validated and tokenized on their own (one tokenizer thread), then their
 sequences join a queue. One batching task takes the first waiting sequence, waits at most ``max_wait_ms`` for
 more to fill a token budget, takes whatever else is already waiting, forms batches from it all as `rewardkit
@@ -338,6 +343,10 @@ class RewardService:
         if normalize and not self.scorer.meta.normalization:
             raise _invalid(["normalize"], "this model has no normalisation statistics", "value_error")
         with self._bounded(body):
+            if self.scorer.meta.head == "step":  # a process reward model: step_rewards per item
+                from .step_scorer import score_step_request
+
+                return await score_step_request(self, items, asyncio.get_running_loop())
             seqs = await in_slices(self._tok_thread, lambda a, b: self._encode_score_items(items[a:b], a),
                                    item_chars(items), self.cfg.tokenize_slice_chars)
             return {"rewards": await self._rewards(seqs, normalize)}

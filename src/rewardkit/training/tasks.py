@@ -16,6 +16,7 @@ cross_entropy              binary       classifier (or scalar: a binary logit)  
 mse, rmse                  scalar       scalar                                      MSE, Pearson, Spearman
 ranking                    ranked       scalar (any with one reward)                pair accuracy, Kendall tau
 multi_attribute_mse        multi        multi                                       per-attribute MSE, Pearson
+step_bce, step_ce          steps        step (training/step_task.py)                step AUC, earliest error
 =========================  ===========  ==========================================  ==========================
 
 The pairwise Bradley-Terry / log-exp step stays written out in the trainer (it is the common path, and the
@@ -132,6 +133,13 @@ class Task:
 
     def evaluate(self, model, items: list, pad_id: int, device, batch_size: int) -> dict:
         raise NotImplementedError
+
+    def prepare_model(self, model, tokenizer) -> None:
+        """Change the fresh model or tokenizer before training (the step task adds its step token); no-op."""
+
+    def annotate_meta(self, meta):
+        """Add what this task's data rendering needs at scoring time to the saved ``ModelMeta``; no-op."""
+        return meta
 
     def regularize(self, loss: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """``loss.l2`` on every score of the batch."""
@@ -396,8 +404,20 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def make_task(cfg: RunConfig) -> Task:
-    """The task of a run, from ``loss.name`` (each loss trains on one data format)."""
+STEP_LOSSES = ("step_bce", "step_ce")
+"""Trained by :class:`rewardkit.training.step_task.StepTask` (imported when used: it subclasses :class:`Task`)."""
+
+
+def make_task(cfg: RunConfig, model=None, tokenizer=None) -> Task:
+    """The task of a run, from ``loss.name`` (each loss trains on one data format); with the fresh ``model`` and
+    ``tokenizer``, the task prepares them (:meth:`Task.prepare_model`, e.g. the step task's step token)."""
+    if cfg.loss.name in STEP_LOSSES:
+        from .step_task import StepTask
+
+        task = StepTask(cfg)
+        if model is not None:
+            task.prepare_model(model, tokenizer)
+        return task
     try:
         cls = TASKS[cfg.loss.name]
     except KeyError:

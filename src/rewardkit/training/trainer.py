@@ -183,7 +183,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
     report = SkipReport()
     if cfg.data.train is None:
         raise ValueError("data.train is required for training")
-    task = make_task(cfg)  # data format + loss -> batching, loss and metrics (training/tasks.py)
+    task = make_task(cfg, model, tokenizer)  # format + loss -> batching, loss, metrics (training/tasks.py)
     pairwise = isinstance(task, PairTask) and task.in_trainer
     with accelerator.main_process_first():  # the main process writes the tokenized cache, the others read it
         run_data = load_run_data(cfg, task, renderer, encoder, report, progress=main)  # data/mixture.py, cache.py
@@ -369,9 +369,9 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
     if stopper is not None and final:  # restore the best evaluation's weights: they are what is saved
         final, early = stopper.finish(state["step"], final, raw_model, evaluated=last_eval is not None)
         logger.write(stopper.best_step, "eval_selected", final)
-    meta = build_meta(raw_model, tokenizer, cfg.data, cfg.model.name, score_token_id=encoder.score_token_id,
-                      training={"steps": state["step"], "loss": cfg.loss.name, "eval": final,
-                                **({"best_step": early["best_step"]} if early else {})})
+    meta = task.annotate_meta(build_meta(  # annotate: a task's own rendering, e.g. the step task's step token
+        raw_model, tokenizer, cfg.data, cfg.model.name, score_token_id=encoder.score_token_id, training={
+            "steps": state["step"], "loss": cfg.loss.name, "eval": final, **({"best_step": early["best_step"]} if early else {})}))
     summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
                "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
                "total_seconds": round(time.time() - t_start, 1), "precision": resolved.precision,
