@@ -244,6 +244,9 @@ def _scorer(args):
     scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
                                     max_batch=args.max_batch)
     scorer.share_prompts = args.share_prompts
+    if (args.aggregate is not None or args.beta is not None) and not scorer.is_ensemble:
+        raise ValueError(f"--aggregate / --beta: {args.model} is not an ensemble (model.head {scorer.model.spec.head})")
+    scorer.aggregate, scorer.beta = args.aggregate, args.beta
     return scorer
 
 
@@ -254,6 +257,11 @@ def _scoring_options(p: argparse.ArgumentParser, normalize_help: str) -> None:
                    help="token budget per batch (rows x longest row); default 4096 on CPU, 16384 on GPU")
     p.add_argument("--max-batch", type=int, default=64, help="most sequences per batch")
     p.add_argument("--normalize", action="store_true", help=normalize_help)
+    p.add_argument("--aggregate", choices=["mean", "min", "mean_minus_std"], default=None,
+                   help="ensemble models: which aggregate of the K head rewards is the reward (default: the one "
+                   "stored with the model)")
+    p.add_argument("--beta", type=float, default=None, help="ensemble models, mean_minus_std: mean - beta * std "
+                   "(default: the stored ensemble_beta)")
     p.add_argument("--no-share-prompts", dest="share_prompts", action="store_false",
                    help="decoders: score every text in its own padded row instead of computing a prompt once for "
                    "all its responses (the scores are the same; for comparison)")

@@ -59,6 +59,10 @@ class HeadSpec:
     """``mean`` pooling only: average the ``response`` tokens (first response token through the score token) or
     ``all`` real tokens; None resolves by kind (:meth:`resolve`): ``response`` for decoders, ``all`` for
     encoders. Not used by the other poolings (resolved to None)."""
+    ensemble_size: int | None = None
+    """``ensemble`` head only (None for the others): K heads, their aggregate and its beta (models/ensemble.py)."""
+    ensemble_aggregate: str | None = None
+    ensemble_beta: float | None = None
 
     @property
     def num_labels(self) -> int:
@@ -94,7 +98,9 @@ class HeadSpec:
     def to_meta(self) -> dict:
         return {"head": self.head, "pooling": self.pooling, "reward_from": self.reward_from,
                 "attributes": self.attributes, "weighting": self.weighting,
-                "attribute_weights": self.attribute_weights, "mean_span": self.mean_span}
+                "attribute_weights": self.attribute_weights, "mean_span": self.mean_span,
+                "ensemble_size": self.ensemble_size, "ensemble_aggregate": self.ensemble_aggregate,
+                "ensemble_beta": self.ensemble_beta}
 
 
 def spec_from_config(cfg, kind: str) -> HeadSpec:
@@ -105,6 +111,9 @@ def spec_from_config(cfg, kind: str) -> HeadSpec:
     spec = HeadSpec(head=cfg.head, pooling=pooling, reward_from=cfg.reward_from, attributes=cfg.attributes,
                     weighting=cfg.weighting, attribute_weights=cfg.attribute_weights,
                     mean_span=None if span == "auto" else span)
+    if cfg.head == "ensemble":  # the other heads keep null here, so their rewardkit.json reads as before
+        spec = dataclasses.replace(spec, ensemble_size=cfg.ensemble_size, ensemble_aggregate=cfg.ensemble_aggregate,
+                                   ensemble_beta=cfg.ensemble_beta)
     spec.validate(kind)
     return spec.resolve(kind)
 
