@@ -12,11 +12,16 @@ import torch
 import rewardkit
 from rewardkit.config import load_config
 from rewardkit.losses import bradley_terry, ensemble_bradley_terry
-from rewardkit.models.ensemble import aggregate, bootstrap_weights, ensemble_std, init_heads, uncertainty_columns
+from rewardkit.models.ensemble import (
+    aggregate,
+    bootstrap_weights,
+    ensemble_std,
+    init_heads,
+    uncertainty_columns,
+)
 from rewardkit.models.heads import HeadSpec
 
 from ..integration.test_train_cli import write_config
-
 
 # --- aggregates -------------------------------------------------------------------------------------------------
 

@@ -160,10 +160,20 @@ class Ensemble(HeadKind):
     def consumer_reward(self, z, meta, weights):
         return aggregate(z, meta.ensemble_aggregate, meta.ensemble_beta)
 
+    def export_manifest(self, meta) -> dict:
+        return {"ensemble": {"heads": int(meta.ensemble_size), "labels": [f"head_{i}" for i in
+                                                                          range(int(meta.ensemble_size))],
+                             "aggregate": meta.ensemble_aggregate, "beta": meta.ensemble_beta,
+                             "reward": self._formula(meta), "uncertainty": "logits.std(-1, correction=0)"}}
+
+    @staticmethod
+    def _formula(meta) -> str:
+        return {"mean": "logits.mean(-1)", "min": "logits.min(-1).values",
+                "mean_minus_std": f"logits.mean(-1) - {meta.ensemble_beta:g} * logits.std(-1, correction=0)"}[
+            meta.ensemble_aggregate]
+
     def card_lines(self, meta, weights):
-        k, how, beta = meta.ensemble_size, meta.ensemble_aggregate, meta.ensemble_beta
-        formula = {"mean": "logits.mean(-1)", "min": "logits.min(-1).values",
-                   "mean_minus_std": f"logits.mean(-1) - {beta:g} * logits.std(-1, correction=0)"}[how]
+        k, how, formula = meta.ensemble_size, meta.ensemble_aggregate, self._formula(meta)
         return [f"This is an ensemble of {k} reward heads on one backbone (each trained on its own bootstrap "
                 f"resample of the pairs). Plain transformers returns the {k} rewards as `logits` (labels "
                 f"`head_0` .. `head_{k - 1}`); the reward is `{formula}` (`{how}`, stored in rewardkit.json as "
