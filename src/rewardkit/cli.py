@@ -139,6 +139,16 @@ def _ci_text(m: dict, key: str) -> str:
     return f"{value:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None else "")
 
 
+def _uncertainty_summary(u: dict) -> list[str]:
+    """Ensemble models: does the heads' disagreement know when the model is wrong (eval/uncertainty.py)."""
+    quant = ", ".join(f"{q['accuracy']:.3f}" for q in u["by_quantile"])
+    return [f"ensemble ({u['heads']} heads, reward {u['aggregate']}); uncertainty = std of the heads' margins",
+            f"  AUROC(std -> wrong) {_ci_text(u, 'auroc_std')}   single-head -|margin| {_ci_text(u, 'auroc_margin')}",
+            f"  accuracy by std quartile (low -> high) {quant}",
+            f"  ECE ensemble        {_ci_text(u, 'ece_ensemble')}   head 0 alone {_ci_text(u, 'ece_single_head')}",
+            f"  accuracy head 0     {_ci_text(u, 'accuracy_single_head')}"]
+
+
 def _eval_summary(m: dict) -> str:
     lb = m["length"]
     lines = [f"pairs {m['pairs']} ({m['wins']} right, {m['ties']} ties, {m['losses']} wrong); 95% bootstrap intervals",
@@ -151,6 +161,8 @@ def _eval_summary(m: dict) -> str:
     if "normalized" in m:
         s = m["normalized"]["statistics"]
         lines.append(f"  normalisation       mean {s['mean']:.4f} std {s['std']:.4f} (fitted on {s.get('fitted_on')})")
+    if "uncertainty" in m:
+        lines += _uncertainty_summary(m["uncertainty"])
     if "by" in m:
         lines.append(f"by {m['by']['column']}:")
         for key, g in m["by"]["groups"].items():
