@@ -7,6 +7,7 @@ head                    outputs     pooling         reward                      
 ``classifier``          2           last / cls      z_accept - z_reject, or softmax(z)[1]  same logits
 ``per_token``           1 per token last            the last real token's value           same score
 ``multi``               K           last / cls      mean, fixed or learned weighted sum   same K outputs
+``ensemble``            K           last / cls      mean, min or mean - beta * std        same K outputs
 any head                ...         mean (decoder:  as above                              cannot express it
                                     response only;
                                     encoder: all)
