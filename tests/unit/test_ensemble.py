@@ -199,3 +199,11 @@ def test_an_ensemble_with_a_non_pairwise_loss_is_a_config_error(tiny_model_dir, 
     cfg.loss.name = "mse"
     with pytest.raises(ValueError, match="model.head ensemble trains on preference pairs"):
         rewardkit.train(cfg)
+
+
+def test_an_ensemble_trains_with_packed_rows_as_with_padded_ones(tiny_model_dir, hh_file, tmp_path):
+    model = {"head": "ensemble", "ensemble_size": 3}
+    padded = rewardkit.train(_config(tmp_path / "a", tiny_model_dir("llama"), hh_file, model, max_steps=2))
+    packed = rewardkit.train(_config(tmp_path / "b", tiny_model_dir("llama"), hh_file, model, max_steps=2,
+                                     packing=True))
+    assert packed.metrics["eval"]["loss"] == pytest.approx(padded.metrics["eval"]["loss"], abs=1e-4)
