@@ -151,6 +151,16 @@ def _ci_text(m: dict, key: str) -> str:
     return f"{value:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None else "")
 
 
+def _uncertainty_summary(u: dict) -> list[str]:
+    """Ensemble models: does the heads' disagreement know when the model is wrong (eval/uncertainty.py)."""
+    quant = ", ".join(f"{q['accuracy']:.3f}" for q in u["by_quantile"])
+    return [f"ensemble ({u['heads']} heads, reward {u['aggregate']}); uncertainty = std of the heads' margins",
+            f"  AUROC(std -> wrong) {_ci_text(u, 'auroc_std')}   single-head -|margin| {_ci_text(u, 'auroc_margin')}",
+            f"  accuracy by std quartile (low -> high) {quant}",
+            f"  ECE ensemble        {_ci_text(u, 'ece_ensemble')}   head 0 alone {_ci_text(u, 'ece_single_head')}",
+            f"  accuracy head 0     {_ci_text(u, 'accuracy_single_head')}"]
+
+
 def _eval_summary(m: dict) -> str:
     lb = m["length"]
     lines = [f"pairs {m['pairs']} ({m['wins']} right, {m['ties']} ties, {m['losses']} wrong); 95% bootstrap intervals",
@@ -163,6 +173,8 @@ def _eval_summary(m: dict) -> str:
     if "normalized" in m:
         s = m["normalized"]["statistics"]
         lines.append(f"  normalisation       mean {s['mean']:.4f} std {s['std']:.4f} (fitted on {s.get('fitted_on')})")
+    if "uncertainty" in m:
+        lines += _uncertainty_summary(m["uncertainty"])
     if "by" in m:
         lines.append(f"by {m['by']['column']}:")
         for key, g in m["by"]["groups"].items():
@@ -278,6 +290,9 @@ def _scorer(args):
     scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
                                     max_batch=args.max_batch)
     scorer.share_prompts = args.share_prompts
+    if (args.aggregate is not None or args.beta is not None) and not scorer.is_ensemble:
+        raise ValueError(f"--aggregate / --beta: {args.model} is not an ensemble (model.head {scorer.model.spec.head})")
+    scorer.aggregate, scorer.beta = args.aggregate, args.beta
     return scorer
 
 
@@ -288,6 +303,11 @@ def _scoring_options(p: argparse.ArgumentParser, normalize_help: str) -> None:
                    help="token budget per batch (rows x longest row); default 4096 on CPU, 16384 on GPU")
     p.add_argument("--max-batch", type=int, default=64, help="most sequences per batch")
     p.add_argument("--normalize", action="store_true", help=normalize_help)
+    p.add_argument("--aggregate", choices=["mean", "min", "mean_minus_std"], default=None,
+                   help="ensemble models: which aggregate of the K head rewards is the reward (default: the one "
+                   "stored with the model)")
+    p.add_argument("--beta", type=float, default=None, help="ensemble models, mean_minus_std: mean - beta * std "
+                   "(default: the stored ensemble_beta)")
     p.add_argument("--no-share-prompts", dest="share_prompts", action="store_false",
                    help="decoders: score every text in its own padded row instead of computing a prompt once for "
                    "all its responses (the scores are the same; for comparison)")

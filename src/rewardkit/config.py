@@ -26,7 +26,7 @@ Scheduler = Literal["linear", "cosine", "constant"]
 PaddingSide = Literal["right", "left"]
 ModelKind = Literal["auto", "decoder", "encoder"]
 Pooling = Literal["auto", "last", "cls", "mean"]
-Head = Literal["scalar", "classifier", "per_token", "multi", "judge", "step"]
+Head = Literal["scalar", "classifier", "per_token", "multi", "judge", "step", "ensemble"]
 
 
 class ConfigError(ValueError):
@@ -310,6 +310,20 @@ class ModelConfig:
     step_aggregate: StepAggregate = "min"
     """`head: step`: a solution's reward from its step scores P(right): `min` (the weakest step), `prod` (all
     right), `last` or `mean`. Saved with the model."""
+    ensemble_size: int = 5
+    """`head: ensemble`: K linear heads at the same score token (one forward), each trained on its own bootstrap
+    resample of the pairs and its own initialisation (rewardkit/models/ensemble.py, docs/ensembles.md)."""
+    ensemble_aggregate: Literal["mean", "min", "mean_minus_std"] = "mean_minus_std"
+    """`head: ensemble`: which aggregate of the K rewards is *the* reward (stored with the model; overridable per
+    request): `mean`, worst-case `min`, or the conservative `mean_minus_std` (mean - ensemble_beta * std)."""
+    ensemble_beta: float = 1.0
+    """`head: ensemble`, `mean_minus_std`: how many (population) standard deviations to subtract."""
+    ensemble_bootstrap: Literal["poisson", "bernoulli", "none"] = "poisson"
+    """`head: ensemble`: per-pair, per-head weights: Poisson(1) (the online bootstrap), Bernoulli(0.5) x 2, or
+    `none` (all heads see every pair: diversity from the initialisation only)."""
+    ensemble_freeze_backbone: bool = False
+    """`head: ensemble`: train the K heads only, on a frozen backbone (cheap: no backward through the backbone;
+    the heads then differ only by resample and init, so the uncertainty is narrower)."""
     gguf_file: str | None = None
     """Load the weights from this GGUF file inside `name` (a directory)."""
     lora: LoraConfig | None = None

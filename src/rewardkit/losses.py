@@ -39,6 +39,25 @@ def log_exp(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tens
     return F.softplus(diff).mean()
 
 
+def ensemble_bradley_terry(r_chosen: torch.Tensor, r_rejected: torch.Tensor, weights: torch.Tensor,
+                           margin: torch.Tensor | None = None) -> torch.Tensor:
+    """Bradley-Terry per head with per-(pair, head) bootstrap weights, averaged over the K heads::
+
+        loss = mean_k  (1/B) sum_b  w[b, k] * -logsigmoid(r_c[b, k] - r_r[b, k] - margin[b])
+
+    Head k fits its own resample of the pairs (``w`` counts how often pair b is in it: Poisson(1) or
+    2 x Bernoulli(0.5), mean 1; models/ensemble.py). Divided by B, not by sum(w): the resample's sum scaled by a
+    constant, so a pair's gradient does not depend on which other pairs share its batch. With K = 1 and
+    w = 1 it is :func:`bradley_terry`.
+
+    Shapes: ``r_chosen``, ``r_rejected``, ``weights``: [B, K]; ``margin``: [B].
+    """
+    diff = r_chosen - r_rejected
+    if margin is not None:
+        diff = diff - margin[:, None]
+    return (weights * -F.logsigmoid(diff)).mean(0).mean()
+
+
 def token_level_pairwise(values_chosen: torch.Tensor, values_rejected: torch.Tensor,
                          ids_chosen: torch.Tensor, ids_rejected: torch.Tensor,
                          mask_chosen: torch.Tensor, mask_rejected: torch.Tensor,
@@ -267,6 +286,7 @@ def get_pairwise_loss(name: str) -> PairwiseLoss:
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     **PAIRWISE_LOSSES,
     "token_level_pairwise": token_level_pairwise,
+    "ensemble_bradley_terry": ensemble_bradley_terry,
     "cross_entropy": cross_entropy,
     "mse": mse,
     "rmse": rmse,

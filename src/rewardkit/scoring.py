@@ -117,6 +117,22 @@ def score_sequences(model: RewardModel, seqs: Sequence[Encoded], pad_id: int, de
     return out
 
 
+@torch.no_grad()
+def score_logits(model: RewardModel, seqs: Sequence[Encoded], pad_id: int, device: torch.device | str,
+                 max_tokens: int | None = None, max_batch: int = 64, share_prompts: bool = True) -> torch.Tensor:
+    """The head's outputs [n, C] (fp32, CPU) in input order, batched exactly as :func:`score_sequences` (an
+    ensemble's K rewards: the aggregates and the uncertainty are computed from them, models/ensemble.py)."""
+    max_tokens = max_tokens or default_max_tokens(device)
+    out: list[torch.Tensor | None] = [None] * len(seqs)
+    with evaluation_mode(model):
+        for idx, batch in scoring_batches(model, seqs, pad_id, max_tokens, max_batch, share_prompts):
+            logits = model(batch.to(device), full=True).logits.float().cpu()
+            for j, i in enumerate(idx):
+                out[i] = logits[j]
+    width = model.spec.num_labels
+    return torch.stack(out) if out else torch.zeros(0, width)
+
+
 def score_outputs(model: RewardModel, seqs: Sequence[Encoded], pad_id: int, device, max_batch: int = 32,
                   max_tokens: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
     """(rewards [n], head logits [n, C]) for encoded sequences in input order, batched by length (the
@@ -164,6 +180,38 @@ class Scorer:
         self.normalize_rewards = False
         self.share_prompts = True
         """Decoders: compute a prompt once for all its responses (same rewards; see :func:`score_sequences`)."""
+        self.aggregate: str | None = None
+        """Ensemble head: which aggregate ``score`` and the TRL call return (None: the one stored with the model)."""
+        self.beta: float | None = None
+        """Ensemble head, ``mean_minus_std``: its beta (None: the stored ``ensemble_beta``)."""
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.model.spec.head == "ensemble"
+
+    def uncertainty_encoded(self, seqs: Sequence[Encoded], aggregate: str | None = None,
+                            beta: float | None = None) -> list[dict]:
+        """Ensemble head: per sequence ``reward`` (the aggregate: ``aggregate`` / ``beta`` or the stored ones),
+        ``reward_mean``, ``reward_std`` and ``rewards_k`` (the K head rewards)."""
+        from .models.ensemble import uncertainty_columns
+
+        if not self.is_ensemble:
+            raise ValueError(f"reward uncertainty needs an ensemble model (model.head ensemble); this one is "
+                             f"{self.model.spec.head!r}")
+        spec = self.model.spec
+        z = score_logits(self.model, seqs, self.tokenizer.pad_token_id, self.device, self.max_tokens,
+                         self.max_batch, self.share_prompts)
+        beta = beta if beta is not None else self.beta
+        return uncertainty_columns(z, aggregate or self.aggregate or spec.ensemble_aggregate,
+                                   spec.ensemble_beta if beta is None else beta)
+
+    def score_uncertainty(self, prompts: Sequence[Text], responses: Sequence[Text], aggregate: str | None = None,
+                          beta: float | None = None) -> list[dict]:
+        """:meth:`uncertainty_encoded` for (prompt, response) texts."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        return self.uncertainty_encoded([self.encode(p, r) for p, r in zip(prompts, responses, strict=True)],
+                                        aggregate, beta)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", **kwargs) -> Scorer:
@@ -174,7 +222,9 @@ class Scorer:
         return self.encoder.encode(self.renderer.render(prompt, response))
 
     def score_encoded(self, seqs: Sequence[Encoded], progress=None) -> list[float]:
-        """Rewards for already encoded sequences, in input order."""
+        """Rewards for already encoded sequences, in input order (an ensemble: :attr:`aggregate` when set)."""
+        if (self.aggregate is not None or self.beta is not None) and self.is_ensemble:
+            return [row["reward"] for row in self.uncertainty_encoded(seqs)]
         return score_sequences(self.model, seqs, self.tokenizer.pad_token_id, self.device, self.max_tokens,
                                self.max_batch, progress, self.share_prompts)
 
@@ -203,6 +253,8 @@ class Scorer:
         """
         if prompts is None or completions is None:
             raise TypeError("a reward function is called with prompts=... and completions=...")
+        if self.is_ensemble:  # the uncertainty goes to TRL's completions table and metrics when it asks
+            return self._ensemble_call(list(prompts), list(completions), kwargs)
         return self.score(list(prompts), list(completions), normalize=self.normalize_rewards)
 
     @property
@@ -225,6 +277,17 @@ class Scorer:
         from .step_scoring import score_steps
 
         return score_steps(self, prompts, solutions, aggregate)
+
+    def _ensemble_call(self, prompts: list, completions: list, kwargs: dict) -> list[float]:
+        rows = self.score_uncertainty(prompts, completions)
+        rewards = [r["reward"] for r in rows]
+        std = [r["reward_std"] for r in rows]
+        if callable(kwargs.get("log_extra")):
+            kwargs["log_extra"]("reward_std", std)
+            kwargs["log_extra"]("reward_mean", [r["reward_mean"] for r in rows])
+        if callable(kwargs.get("log_metric")) and rows:
+            kwargs["log_metric"]("reward_std", sum(std) / len(std))
+        return self.normalize(rewards) if self.normalize_rewards else rewards
 
     def normalize(self, rewards: list[float]) -> list[float]:
         norm = self.meta.normalization

@@ -25,15 +25,16 @@ HEADS = {
     "multi-learned": HeadSpec(head="multi", attributes=ATTRS, weighting="learned"),
     "mean-pool-scalar": HeadSpec(pooling="mean"),
     "mean-pool-classifier": HeadSpec(pooling="mean", head="classifier"),
+    "ensemble": HeadSpec(head="ensemble", ensemble_size=3, ensemble_aggregate="mean_minus_std", ensemble_beta=1.0),
 }
 # every head on a decoder; on the encoder the read-outs whose code path differs from the decoder's
 CASES = [("llama", name) for name in HEADS] + [("bert", n) for n in ("classifier-probability", "multi-learned",
                                                                     "mean-pool-scalar")]
 # what is saved differs: side file (learned), pooling in rewardkit.json (mean), per-token, 2 or K labels
 RELOAD = [("llama", "per-token"), ("llama", "multi-learned"), ("llama", "mean-pool-classifier"),
-          ("bert", "mean-pool-scalar"), ("bert", "multi-fixed")]
+          ("bert", "mean-pool-scalar"), ("bert", "multi-fixed"), ("llama", "ensemble")]
 PLAIN = [("llama", "classifier-logit-diff"), ("llama", "per-token"), ("llama", "multi-learned"),
-         ("bert", "classifier-probability"), ("bert", "multi-mean")]
+         ("bert", "classifier-probability"), ("bert", "multi-mean"), ("bert", "ensemble")]
 
 
 def make(arch, name, tokenizer_dirs):

@@ -35,6 +35,7 @@ from .metrics import (
     ranked_metrics,
     scalar_metrics,
 )
+from .uncertainty import uncertainty_report
 
 log = logging.getLogger(__name__)
 MISSING = "(not in the record)"
@@ -118,12 +119,20 @@ def _evaluate_pairs(scorer: Scorer, split: SplitConfig, parsed: list[Pair], grou
     encoded = encode_eval_pairs(split, data, parsed, scorer.renderer, scorer.encoder)  # data/cache.py
     if not encoded:
         raise DataError(split.path, None, None, "every pair was dropped by the over-length policy", "empty")
-    rewards = _score(scorer, [p.chosen for p in encoded] + [p.rejected for p in encoded], show_progress)
+    seqs = [p.chosen for p in encoded] + [p.rejected for p in encoded]
     n = len(encoded)
+    rows = scorer.uncertainty_encoded(seqs) if scorer.is_ensemble else None  # the K head rewards as well
+    rewards = np.array([r["reward"] for r in rows]) if rows is not None else _score(scorer, seqs, show_progress)
     r_c, r_r = rewards[:n], rewards[n:]
     len_c = np.array([p.chosen_chars for p in encoded], dtype=np.float64)
     len_r = np.array([p.rejected_chars for p in encoded], dtype=np.float64)
     metrics = pairwise_report(r_c, r_r, len_c, len_r, n_boot=n_boot, seed=seed)
+    if rows is not None:  # does the ensemble's std know when it is wrong (eval/uncertainty.py)
+        k = np.array([r["rewards_k"] for r in rows])
+        spec = scorer.model.spec
+        metrics["uncertainty"] = uncertainty_report(k[:n], k[n:], scorer.aggregate or spec.ensemble_aggregate,
+                                                    scorer.beta if scorer.beta is not None else spec.ensemble_beta,
+                                                    n_boot=n_boot, seed=seed)
     groups = [group_of.get(p.where, MISSING) for p in encoded] if group_of is not None else None
     if groups is not None:
         metrics["by"] = {"column": by, "groups": pairwise_breakdown(r_c, r_r, groups, n_boot=n_boot, seed=seed)}

@@ -99,6 +99,51 @@ def fig_reliability(ev: PairEvaluation, path: Path) -> Path:
     return _save(fig, path)
 
 
+def fig_uncertainty(ev: PairEvaluation, path: Path) -> Path:
+    """Ensembles: accuracy by quantile of the heads' margin std, and the ensemble's vs one head's reliability."""
+    plt = _plt()
+    u = ev.metrics["uncertainty"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    q = u["by_quantile"]
+    left.bar([str(r["quantile"]) for r in q], [r["accuracy"] for r in q], color="tab:blue", edgecolor="black")
+    for i, r in enumerate(q):
+        left.annotate(f"n={r['count']}\nstd<={r['std_hi']:.2g}", (i, 0.02), ha="center", va="bottom", fontsize=7,
+                      color="white")
+    left.set_ylim(0.0, 1.05)
+    left.set_xlabel("quantile of std over heads of the pair margin (1 = most certain)")
+    left.set_ylabel("accuracy")
+    auroc = u["auroc_std"]
+    left.set_title(f"Accuracy by uncertainty; AUROC(std -> wrong) {auroc:.3f}" if auroc is not None else
+                   "Accuracy by uncertainty")
+    right.plot([0.5, 1.0], [0.5, 1.0], ls="--", color="gray", label="perfect calibration")
+    for key, label, style in (("reliability_ensemble", f"ensemble mean p (ECE {u['ece_ensemble']:.3f})", "o-"),
+                              ("reliability_single_head", f"head 0 alone (ECE {u['ece_single_head']:.3f})", "s--")):
+        rows = [r for r in u[key] if r["count"]]
+        right.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], style, label=label)
+    right.set_xlim(0.5, 1.0)
+    right.set_ylim(0.0, 1.05)
+    right.set_xlabel("confidence of the predicted winner")
+    right.set_ylabel("fraction where it is the chosen response")
+    right.set_title("Calibration: ensemble vs one head")
+    right.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def _uncertainty_section(m: dict) -> list[str]:
+    u = m["uncertainty"]
+    rows = [[name, _fmt(u[key]), f"[{_fmt(u[key + '_ci'][0])}, {_fmt(u[key + '_ci'][1])}]"]
+            for name, key in (("accuracy (aggregate)", "accuracy"), ("accuracy (head 0 alone)", "accuracy_single_head"),
+                              ("AUROC of std for a wrong pair", "auroc_std"),
+                              ("AUROC of -|margin| of head 0 (single-model baseline)", "auroc_margin"),
+                              ("ECE, ensemble mean probability", "ece_ensemble"), ("ECE, head 0", "ece_single_head"))]
+    return [f"<h2>Ensemble uncertainty ({u['heads']} heads, reward = {html.escape(u['aggregate'])})</h2>",
+            "<p class=note>uncertainty of a pair: population std over the heads of r_chosen - r_rejected.</p>",
+            _table(["metric", "value", "95% CI"], rows, text_cols=frozenset({0})),
+            _table(["std quantile", "pairs", "std range", "accuracy"],
+                   [[str(r["quantile"]), str(r["count"]), f"[{r['std_lo']:.3g}, {r['std_hi']:.3g}]",
+                     _fmt(r["accuracy"])] for r in u["by_quantile"]])]
+
+
 def fig_reward_vs_length(ev: PairEvaluation, path: Path) -> Path:
     plt = _plt()
     lb = ev.metrics["length"]
@@ -298,12 +343,15 @@ def render_html(ev: PairEvaluation, figures: dict[str, Path], title: str, worst:
         "reward_vs_length": "Reward vs response length",
         "length_buckets": "Accuracy by length-difference bucket",
         "training_curves": "Training curves (from the run's metrics.jsonl)",
+        "uncertainty": "Ensemble: accuracy by uncertainty quantile; calibration vs a single head",
     }
     parts.append("<h2>Figures</h2>")
     for key, png in figures.items():
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(f"<figure><img id='fig-{key}' alt='{html.escape(captions.get(key, key))}' "
                      f"src='data:image/png;base64,{data}'><figcaption>{captions.get(key, key)}</figcaption></figure>")
+    if "uncertainty" in m:
+        parts += _uncertainty_section(m)
     parts.append("<h2>Calibration table</h2>")
     parts.append(_table(["confidence bin", "pairs", "mean confidence", "accuracy"],
                         [[f"[{r['lo']:.2f}, {r['hi']:.2f}{']' if r['hi'] >= 1 else ')'}", str(r["count"]),
@@ -344,6 +392,8 @@ def write_report(ev: PairEvaluation, out_dir: str | Path, *, training_log: Path 
         "reward_vs_length": fig_reward_vs_length(ev, out / "reward_vs_length.png"),
         "length_buckets": fig_length_buckets(ev, out / "length_buckets.png"),
     }
+    if "uncertainty" in ev.metrics:
+        figures["uncertainty"] = fig_uncertainty(ev, out / "uncertainty.png")
     if training_log is not None:
         curves = fig_training_curves(training_log, out / "training_curves.png")
         if curves is not None:

@@ -215,7 +215,8 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
         meta.score_token, meta.score_token_id = tok.convert_ids_to_tokens(sid), sid
     export_info = {"dtype": dtype, "source": str(src.path), "source_kind": src.kind,
                    "transformers_compatible": compatible, "readout": how, "attribute_weights": weights,
-                   "tokenizer_appends_score_token": meta.kind == "decoder" and not lm_head}
+                   "tokenizer_appends_score_token": meta.kind == "decoder" and not lm_head,
+                   **head_kind(meta.head).export_manifest(meta)}
     export_info["serving"] = serving_manifest(meta, how, weights, tok, dtype)
     _write_meta(out, meta, export_info)
     checks = _verify(out, probes, n_chat, before, dtype, compatible, weights) if verify else {}

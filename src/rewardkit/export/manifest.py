@@ -62,6 +62,10 @@ def reward_formula(meta: ModelMeta, weights: list[float] | None) -> str:
         return "softmax(outputs)[1]" if meta.reward_from == "probability" else "outputs[1] - outputs[0]"
     if meta.head == "multi":
         return "outputs @ attribute_weights"
+    if meta.head == "ensemble":  # K heads; rewardkit.json's export.ensemble holds the aggregation
+        agg = meta.ensemble_aggregate or "mean"
+        return ("mean(outputs) - beta * std(outputs), beta = " + f"{meta.ensemble_beta:g}"
+                if agg == "mean_minus_std" else f"{agg}(outputs)")
     return "outputs[0]"
 
 
@@ -76,7 +80,8 @@ def serving_manifest(meta: ModelMeta, readout: str, weights: list[float] | None,
     manifest = {
         "problem_type": PROBLEM_TYPE if ok else None,
         "activation": "identity" if ok else None,
-        "outputs": (2 if meta.head == "classifier" else len(meta.attributes or []) if meta.head == "multi" else 1),
+        "outputs": (2 if meta.head == "classifier" else len(meta.attributes or []) if meta.head == "multi" else
+                    meta.ensemble_size if meta.head == "ensemble" else 1),
         "reward": reward_formula(meta, weights),
         "attribute_weights": weights,
         "pooling": "CLS" if meta.kind == "encoder" else "LAST",

@@ -83,6 +83,10 @@ class HeadKind:
         """How the card explains the combination (nothing for one-output heads)."""
         return []
 
+    def export_manifest(self, meta) -> dict:
+        """Extra keys for the ``export`` section of the exported rewardkit.json (e.g. an ensemble's aggregation)."""
+        return {}
+
 
 HEADS: dict[str, HeadKind] = {}
 

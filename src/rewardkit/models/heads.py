@@ -9,6 +9,7 @@ head                    outputs     pooling         reward                      
 ``multi``               K           last / cls      mean, fixed or learned weighted sum   same K outputs
 ``step``                1 or 2 per  last (each      per step P(right); the solution's     ``*ForToken-
                         token       step's end)     reward: min / prod / last / mean      Classification``
+``ensemble``            K           last / cls      mean, min or mean - beta * std        same K outputs
 any head                ...         mean (decoder:  as above                              cannot express it
                                     response only;
                                     encoder: all)
@@ -69,6 +70,10 @@ class HeadSpec:
     """``mean`` pooling only: average the ``response`` tokens (first response token through the score token) or
     ``all`` real tokens; None resolves by kind (:meth:`resolve`): ``response`` for decoders, ``all`` for
     encoders. Not used by the other poolings (resolved to None)."""
+    ensemble_size: int | None = None
+    """``ensemble`` head only (None for the others): K heads, their aggregate and its beta (models/ensemble.py)."""
+    ensemble_aggregate: str | None = None
+    ensemble_beta: float | None = None
 
     @property
     def num_labels(self) -> int:
@@ -105,7 +110,9 @@ class HeadSpec:
         return {"head": self.head, "pooling": self.pooling, "reward_from": self.reward_from,
                 "attributes": self.attributes, "weighting": self.weighting,
                 "attribute_weights": self.attribute_weights, "mean_span": self.mean_span,
-                "step_outputs": self.step_outputs, "step_aggregate": self.step_aggregate}
+                "step_outputs": self.step_outputs, "step_aggregate": self.step_aggregate,
+                "ensemble_size": self.ensemble_size, "ensemble_aggregate": self.ensemble_aggregate,
+                "ensemble_beta": self.ensemble_beta}
 
 
 def spec_from_config(cfg, kind: str) -> HeadSpec:
@@ -117,6 +124,9 @@ def spec_from_config(cfg, kind: str) -> HeadSpec:
                     weighting=cfg.weighting, attribute_weights=cfg.attribute_weights,
                     mean_span=None if span == "auto" else span, step_outputs=getattr(cfg, "step_outputs", 1),
                     step_aggregate=getattr(cfg, "step_aggregate", "min"))
+    if cfg.head == "ensemble":  # the other heads keep null here, so their rewardkit.json reads as before
+        spec = dataclasses.replace(spec, ensemble_size=cfg.ensemble_size, ensemble_aggregate=cfg.ensemble_aggregate,
+                                   ensemble_beta=cfg.ensemble_beta)
     spec.validate(kind)
     return spec.resolve(kind)
 

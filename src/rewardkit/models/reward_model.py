@@ -59,6 +59,11 @@ class ModelMeta:
     attributes: list[str] | None = None
     weighting: str = "mean"
     attribute_weights: list[float] | None = None
+    ensemble_size: int | None = None
+    """`ensemble` head: K (transformers `num_labels`); the reward is `ensemble_aggregate` (`mean`, `min`,
+    `mean_minus_std`) of the K outputs, with `ensemble_beta` (models/ensemble.py). Null for other heads."""
+    ensemble_aggregate: str | None = None
+    ensemble_beta: float | None = None
     score_token: str = ""
     """The token appended at the end of every rendered response and read for the reward (decoders)."""
     score_token_id: int | None = None
@@ -228,6 +233,8 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
     _set_pad_token(tokenizer, hf, kind)
     if cfg.gradient_checkpointing is True:  # `auto`: decided later, from the token budget (training/resolve.py)
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if spec.head == "ensemble":
+        _prepare_ensemble(hf, cfg, seed)
     if cfg.lora is not None:
         hf = apply_lora(hf, cfg.lora)
     return RewardModel(hf, kind, spec), tokenizer, kind
@@ -256,6 +263,23 @@ def build_judge_model(cfg) -> tuple[RewardModel, object, str]:
     model.judge_head = JudgeHead(hf, settings["pos_token_id"], settings["neg_token_id"])
     model.judge_settings = settings
     return model, tokenizer, "decoder"
+
+
+def _prepare_ensemble(hf, cfg, seed: int) -> None:
+    """Per-head initialisation seeds, and the frozen-backbone variant (models/ensemble.py)."""
+    from .ensemble import freeze_backbone, init_heads
+
+    head = hf.score if hasattr(hf, "score") else hf.classifier
+    linear = head if isinstance(head, nn.Linear) else getattr(head, "out_proj", None)  # RoBERTa: dense->out_proj
+    if linear is None:
+        raise ValueError(f"model.head ensemble: {type(hf).__name__}'s head is not a linear layer")
+    init_heads(linear, cfg.init_seed if cfg.init_seed is not None else seed,
+               float(getattr(hf.config, "initializer_range", 0.02)))
+    if cfg.ensemble_freeze_backbone:
+        if cfg.lora is not None:
+            raise ValueError("model.ensemble_freeze_backbone and model.lora exclude each other (a frozen backbone "
+                             "has no adapters to train)")
+        log.info("ensemble: frozen backbone, %d trainable parameters (the heads)", freeze_backbone(hf, head))
 
 
 def apply_lora(hf, lora_cfg):
@@ -323,7 +347,9 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
                         "tokens (prompt included). Retrain for response-only pooling.", directory)
     spec = HeadSpec(head=meta.head, pooling=meta.pooling, reward_from=meta.reward_from, attributes=meta.attributes,
                     weighting=meta.weighting, attribute_weights=meta.attribute_weights, mean_span=span,
-                    step_outputs=meta.step_outputs, step_aggregate=meta.step_aggregate)
+                    step_outputs=meta.step_outputs, step_aggregate=meta.step_aggregate,
+                    ensemble_size=meta.ensemble_size, ensemble_aggregate=meta.ensemble_aggregate,
+                    ensemble_beta=meta.ensemble_beta)
     model = RewardModel(hf, meta.kind, spec)
     model.extras.load(directory)  # weights plain transformers has no place for (learned attribute weights)
     return model.eval(), tokenizer, meta

@@ -40,18 +40,34 @@ def query_sequences(scorer: Scorer, queries: Sequence[str], prompts: Sequence[st
             for q, p in zip(queries, prompts, strict=True)]
 
 
-def openrlhf_reward_func(model: Scorer | str | Path, device: str = "cpu",
-                         normalize: bool = False) -> Callable[..., torch.Tensor]:
-    """``reward_func(queries, prompts, labels) -> torch.Tensor`` for OpenRLHF; the model loads on first call."""
+def openrlhf_reward_func(model: Scorer | str | Path, device: str = "cpu", normalize: bool = False,
+                         aggregate: str | None = None, beta: float | None = None,
+                         with_uncertainty: bool = False) -> Callable[..., torch.Tensor | dict]:
+    """``reward_func(queries, prompts, labels) -> torch.Tensor`` for OpenRLHF; the model loads on first call.
+
+    Ensemble models: the reward is ``aggregate`` (None: the stored one, ``beta`` likewise); with
+    ``with_uncertainty`` the function returns OpenRLHF's dict form ``{"rewards", "scores", "extra_logs":
+    {"reward_mean", "reward_std"}}`` (tensors), which its remote reward path logs."""
     loaded: list[Scorer] = [model] if isinstance(model, Scorer) else []
 
-    def reward_func(queries: Sequence[str], prompts: Sequence[str] | None = None, labels=None) -> torch.Tensor:
+    def reward_func(queries: Sequence[str], prompts: Sequence[str] | None = None, labels=None):
         if not loaded:
             loaded.append(Scorer.from_pretrained(model, device=device))
         scorer = loaded[0]
-        rewards = scorer.score_encoded(query_sequences(scorer, queries, prompts))
+        seqs = query_sequences(scorer, queries, prompts)
+        if scorer.is_ensemble:
+            rows = scorer.uncertainty_encoded(seqs, aggregate, beta)
+            rewards = [r["reward"] for r in rows]
+        elif aggregate is not None or beta is not None or with_uncertainty:
+            raise ValueError("aggregate / beta / with_uncertainty need an ensemble model (model.head ensemble)")
+        else:
+            rewards = scorer.score_encoded(seqs)
         if normalize:
             rewards = scorer.normalize(rewards)
-        return torch.tensor(rewards, dtype=torch.float32)
+        out = torch.tensor(rewards, dtype=torch.float32)
+        if not with_uncertainty:
+            return out
+        logs = {k: torch.tensor([r[k] for r in rows], dtype=torch.float32) for k in ("reward_mean", "reward_std")}
+        return {"rewards": out, "scores": out, "extra_logs": logs}
 
     return reward_func

@@ -61,14 +61,17 @@ def output_format(path: str | Path) -> OutputFormat:
 def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: bool = False,
                on_invalid: Literal["error", "skip"] = "error", progress: bool = True,
                data: DataConfig | None = None, overwrite: bool = False,
-               records: tuple[int, int | None] = (0, None), block_records: int = SCORE_BLOCK) -> ScoreFileResult:
+               records: tuple[int, int | None] = (0, None), block_records: int = SCORE_BLOCK,
+               aggregate: str | None = None) -> ScoreFileResult:
     """Score every record of ``input_path`` and write them, with rewards added, to ``output_path``.
 
     ``data`` (``--data.*`` overrides) maps field names (``data.fields``); with ``data.format: ab`` both responses
     of an A/B judgment are scored (``reward_a``, ``reward_b``; the winner is not needed). The output is written to
     a temporary file and renamed into place; an existing output is refused unless ``overwrite``, and the input
     itself always is (see :mod:`rewardkit.io_safety`). ``records``: only records ``[start, stop)`` of the input
-    (a shard of data-parallel scoring, :mod:`rewardkit.serve.sharded_score`)."""
+    (a shard of data-parallel scoring, :mod:`rewardkit.serve.sharded_score`). An ensemble also gets each
+    reward's ``_mean``, ``_std`` and K head rewards (:func:`ensemble_columns`); ``reward`` is ``aggregate``
+    (None: the model's stored aggregate)."""
     import time
     from itertools import islice
 
@@ -118,18 +121,30 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
             slots.append((len(rows) - 1, name))
             seqs.append(enc)
     cached.save()
-    with tqdm(total=len(seqs), unit="seq", desc="scoring", disable=not progress) as bar:
-        rewards = [r for a, b in zip([0, *cuts], [*cuts, len(seqs)], strict=True)
-                   for r in scorer.score_encoded(seqs[a:b], progress=bar.update)]
+    details = scorer.uncertainty_encoded(seqs, aggregate) if scorer.is_ensemble else None
+    with tqdm(total=len(seqs), unit="seq", desc="scoring", disable=not progress or details is not None) as bar:
+        rewards = [d["reward"] for d in details] if details is not None else \
+            [r for a, b in zip([0, *cuts], [*cuts, len(seqs)], strict=True)
+             for r in scorer.score_encoded(seqs[a:b], progress=bar.update)]
     if normalize:
         rewards = scorer.normalize(rewards)
-    for (i, name), r in zip(slots, rewards, strict=True):
+    for j, ((i, name), r) in enumerate(zip(slots, rewards, strict=True)):
         rows[i][name] = r
+        if details is not None:
+            rows[i].update(ensemble_columns(name, details[j]))
     write_records(rows, output_path, fmt)
     result = ScoreFileResult(records=len(rows), sequences=len(seqs), skipped=report.summary(), dropped=dropped,
                              truncation=scorer.encoder.stats.summary(), seconds=time.perf_counter() - start)
     log.info("scored %d sequences from %d records in %.1f s", result.sequences, result.records, result.seconds)
     return result
+
+
+def ensemble_columns(name: str, detail: dict) -> dict:
+    """``reward`` -> reward_mean, reward_std, rewards_k; ``reward_chosen`` -> reward_chosen_mean,
+    reward_chosen_std, rewards_k_chosen (the un-normalised ensemble statistics)."""
+    suffix = name[len("reward"):]
+    return {f"{name}_mean": detail["reward_mean"], f"{name}_std": detail["reward_std"],
+            f"rewards_k{suffix}": detail["rewards_k"]}
 
 
 def _score_parts(rec: Record, data: DataConfig | None) -> list[tuple[str, Text, Text]]:

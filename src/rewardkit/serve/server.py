@@ -30,6 +30,7 @@ import dataclasses
 import hmac
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -224,6 +225,8 @@ class Batcher:
     def _model_forward(self, batch) -> list[float]:
         # the batch exactly as `rewardkit score` forms it (scorer.scoring_batches): the same scores
         s = self.scorer
+        if s.is_ensemble:  # the K head rewards of each sequence: the request picks the aggregate
+            return s.model(batch.to(s.device), full=True).logits.float().tolist()
         return s.model(batch.to(s.device)).tolist()
 
 
@@ -326,13 +329,50 @@ class RewardService:
         return out, matched
 
     async def _rewards(self, seqs: list[Encoded | None], normalize: bool) -> list[float | None]:
+        return (await self._scored(seqs, normalize, None))[0]
+
+    async def _scored(self, seqs: list[Encoded | None], normalize: bool,
+                      body: object) -> tuple[list[float | None], dict | None]:
+        """(rewards, for an ensemble its ``reward_mean`` / ``reward_std`` / ``rewards_k`` lists, else None)."""
         present = [s for s in seqs if s is not None]
-        scored = iter(await self.batcher.score(present))
+        out = await self.batcher.score(present)
+        details = None
+        if self.scorer.is_ensemble:
+            rows = ensemble_rows(out, *self._ensemble_request(body))
+            out = [r["reward"] for r in rows]
+            it = iter(rows)
+            per_seq = [next(it) if s is not None else None for s in seqs]
+            details = {k: [r[k] if r is not None else None for r in per_seq]
+                       for k in ("reward_mean", "reward_std", "rewards_k")}
+        scored = iter(out)
         rewards = [next(scored) if s is not None else None for s in seqs]
         if normalize:
             norm = self.scorer.meta.normalization
             rewards = [(r - norm["mean"]) / norm["std"] if r is not None else None for r in rewards]
-        return rewards
+        return rewards, details
+
+    def _ensemble_request(self, body: object) -> tuple[str, float]:
+        """The request's ``aggregate`` / ``beta`` (ensemble models), else the scorer's or the stored ones."""
+        from ..models.ensemble import AGGREGATES
+
+        spec, s = self.scorer.model.spec, self.scorer
+        how = (body.get("aggregate") if isinstance(body, dict) else None) or s.aggregate or spec.ensemble_aggregate
+        beta = body.get("beta") if isinstance(body, dict) and body.get("beta") is not None else \
+            (s.beta if s.beta is not None else spec.ensemble_beta)
+        if how not in AGGREGATES:
+            raise _invalid(["aggregate"], f"expected one of {', '.join(AGGREGATES)}", "value_error")
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta) or beta < 0:
+            raise _invalid(["beta"], "expected a finite number >= 0", "value_error")
+        return how, float(beta)
+
+    def _check_ensemble_keys(self, body: object) -> None:
+        """Before any work: a bad ``aggregate`` / ``beta``, or either one for a model that is no ensemble, is 422."""
+        if self.scorer.is_ensemble:
+            self._ensemble_request(body)
+        elif isinstance(body, dict):
+            for key in ("aggregate", "beta"):
+                if body.get(key) is not None:
+                    raise _invalid([key], "this model is not an ensemble (model.head ensemble)", "value_error")
 
     # -- endpoints (body already read and parsed) -----------------------------------------------------------
     async def score(self, body: object) -> dict:
@@ -342,6 +382,7 @@ class RewardService:
             raise _invalid(["normalize"], "expected true or false", "type_error")
         if normalize and not self.scorer.meta.normalization:
             raise _invalid(["normalize"], "this model has no normalisation statistics", "value_error")
+        self._check_ensemble_keys(body)
         with self._bounded(body):
             if self.scorer.meta.head == "step":  # a process reward model: step_rewards per item
                 from .step_scorer import score_step_request
@@ -349,12 +390,14 @@ class RewardService:
                 return await score_step_request(self, items, asyncio.get_running_loop())
             seqs = await in_slices(self._tok_thread, lambda a, b: self._encode_score_items(items[a:b], a),
                                    item_chars(items), self.cfg.tokenize_slice_chars)
-            return {"rewards": await self._rewards(seqs, normalize)}
+            rewards, details = await self._scored(seqs, normalize, body)
+        return {"rewards": rewards, **(details or {})}
 
     async def get_reward(self, body: object) -> dict:
         if not isinstance(body, dict):
             raise _invalid([], "expected an object with 'query' (and 'prompts', 'labels')", "type_error")
         queries, prompts = self._query_lists(body)
+        self._check_ensemble_keys(body)
         with self._bounded(body):
             pairs = await in_slices(self._tok_thread, lambda a, b: list(zip(*self._encode_queries(body, a, b),
                                                                             strict=True)),
@@ -362,13 +405,24 @@ class RewardService:
                                      zip(queries, prompts or [None] * len(queries), strict=True)],
                                     self.cfg.tokenize_slice_chars)
             seqs, matched = [s for s, _ in pairs], [m for _, m in pairs]
-            rewards = await self._rewards(seqs, self.cfg.normalize)
-        return {"rewards": rewards, "scores": rewards, "extra_logs": {"query_split_on_prompt": matched}}
+            rewards, details = await self._scored(seqs, self.cfg.normalize, body)
+        logs = {"query_split_on_prompt": matched}
+        if details is not None:  # OpenRLHF logs each extra_logs list's mean: the ensemble's spread per step
+            logs.update(reward_mean=details["reward_mean"], reward_std=details["reward_std"])
+            return {"rewards": rewards, "scores": rewards, "rewards_k": details["rewards_k"], "extra_logs": logs}
+        return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
 
     def health(self) -> dict:
         m = self.scorer.meta
         return {"status": "ok", "kind": m.kind, "base_model": m.base_model, "max_length": m.max_length,
                 "normalization": bool(m.normalization)}
+
+
+def ensemble_rows(k_rewards: list[list[float]], how: str, beta: float) -> list[dict]:
+    """:func:`~rewardkit.models.ensemble.uncertainty_columns` for the batcher's per-sequence K rewards."""
+    from ..models.ensemble import uncertainty_columns
+
+    return uncertainty_columns(torch.tensor(k_rewards, dtype=torch.float32), how, beta) if k_rewards else []
 
 
 async def _read_json(request, limit: int, timeout_s: float = 30.0) -> object:

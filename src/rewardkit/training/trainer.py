@@ -47,6 +47,7 @@ from .distributed import (
     shards_parameters,
 )
 from .early_stopping import EarlyStopping, check_config
+from .ensemble_step import ensemble_pair_loss, is_ensemble
 from .manifest import resume_checkpoint
 from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
@@ -123,6 +124,21 @@ def evaluate_pairs(model: RewardModel, pairs: list[EncodedPair], pad_id: int, de
     return m
 
 
+def pair_loss(out, batch, margins: list[float], chunk: list[EncodedPair], loss_fn, task: PairTask, cfg: RunConfig,
+              ensemble: bool) -> torch.Tensor:
+    """The trainer's pairwise step loss on ``out`` (rewards [2B], or the full output for an ensemble), fp32."""
+    b = batch.num_pairs
+    margin = batch.margin if any(m != 0 for m in margins) else None
+    if ensemble:  # the K heads' rewards [2B, K], each pair weighted per head by its bootstrap count
+        rewards, loss = ensemble_pair_loss(out, [p.where for p in chunk], b, margin, cfg)
+    else:
+        rewards = out.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
+        loss = loss_fn(rewards[:b], rewards[b:], margin)
+    if cfg.loss.centering or cfg.loss.l2:
+        loss = loss + task.pair_regularizers(rewards[:b], rewards[b:])
+    return loss
+
+
 class _Logger:
     """metrics.jsonl + TensorBoard, main process only."""
 
@@ -185,6 +201,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
         raise ValueError("data.train is required for training")
     task = make_task(cfg, model, tokenizer)  # format + loss -> batching, loss, metrics (training/tasks.py)
     pairwise = isinstance(task, PairTask) and task.in_trainer
+    ensemble = is_ensemble(cfg, pairwise)  # K heads, each on its bootstrap resample (training/ensemble_step.py)
     with accelerator.main_process_first():  # the main process writes the tokenized cache, the others read it
         run_data = load_run_data(cfg, task, renderer, encoder, report, progress=main)  # data/mixture.py, cache.py
     train_pairs, eval_pairs = run_data.train, run_data.eval
@@ -300,14 +317,10 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
             batch, margins = collate(chunk)
             with accelerator.no_sync(model) if not sync and world > 1 else contextlib.nullcontext():
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    rewards = model(batch.tokens, full=not pairwise)
+                    rewards = model(batch.tokens, full=not pairwise or ensemble)
                 if pairwise:
                     b = batch.num_pairs
-                    rewards = rewards.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
-                    has_margin = any(m != 0 for m in margins)
-                    loss = loss_fn(rewards[:b], rewards[b:], batch.margin if has_margin else None)
-                    if cfg.loss.centering or cfg.loss.l2:
-                        loss = loss + task.pair_regularizers(rewards[:b], rewards[b:])
+                    loss = pair_loss(rewards, batch, margins, chunk, loss_fn, task, cfg, ensemble)
                 else:
                     b = len(chunk)
                     loss = task.loss(rewards, batch)  # rewards: the full RewardOutput here; fp32 inside
