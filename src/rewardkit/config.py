@@ -186,7 +186,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         # mixtures and processes (issue 21): fail naming the key, before anything is read
         if self.num_proc is not None and not 1 <= self.num_proc <= 256:
-            raise ConfigError(f"data.num_proc: {self.num_proc} is out of range; use 1 to 256, or null for the cores")
+            raise ConfigError(f"data.num_proc: {self.num_proc} must be >= 1 and <= 256 (null uses the cores)")
         for key in ("train", "eval"):
             value = getattr(self, key)
             for i, src in enumerate(value if isinstance(value, list) else []):

@@ -96,7 +96,7 @@ def test_score_cli_reads_ab_judgments_and_other_field_names_through_data_overrid
     assert [got["reward_a"], got["reward_b"]] == pytest.approx(scorer.score(["Say hi."] * 2, ["Hi", "Go away."]),
                                                                abs=1e-4)
     single = write_jsonl(tmp_path / "q.jsonl", [{"question": "Say hi.", "answer": "Hi"}])
-    assert main(["score", str(llama_model), str(single), "-o", str(out), "--data.fields.prompt", "question",
+    assert main(["score", str(llama_model), str(single), "-o", str(out), "--overwrite", "--data.fields.prompt", "question",
                  "--data.fields.response", "answer"]) == 0
     assert json.loads(out.read_text())["reward"] == pytest.approx(scorer.score(["Say hi."], ["Hi"])[0], abs=1e-4)
 

@@ -253,6 +253,22 @@ def _restore_skips(report: SkipReport, saved: dict) -> None:
     report.examples.extend(saved.get("first", [])[:max(room, 0)])
 
 
+class InMemorySet(list):
+    """The encoded items of a split the cache cannot store, in memory, with a :class:`TokenizedSet`'s ``meta``."""
+
+    meta: dict
+    truncation: dict
+
+
+def _in_memory(split: SplitConfig, data: DataConfig, task, renderer, encoder, report: SkipReport) -> InMemorySet:
+    encoder.stats.counts.clear()  # this split's over-length counts only
+    items = InMemorySet(task.encode(task.load(split, data, report), renderer, encoder))
+    items.truncation = encoder.stats.summary()
+    items.meta = {"source": split.path, "truncation": items.truncation, "invalid": report.summary(), "cached": False}
+    log.info("%s: %d items tokenized in memory (%s items are not cached)", split.path, len(items), type(task).__name__)
+    return items
+
+
 def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder, report: SkipReport | None = None,
                    *, name: str = "", progress: bool = True) -> TokenizedSet:
     """The encoded items of ``split`` for ``task``, cached under ``data.cache_dir`` unless ``data.cache`` is off.
@@ -263,6 +279,8 @@ def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder
     from .parallel import encode_split
 
     report = report if report is not None else SkipReport()
+    if not getattr(task, "cacheable", True):  # items this cache has no columns for (e.g. process-reward steps)
+        return _in_memory(split, source_data(split, data), task, renderer, encoder, report)
     key = cache_key(split, data, task_identity(task), renderer, encoder)
     root = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
     entry = root / key

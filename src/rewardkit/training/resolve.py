@@ -180,8 +180,14 @@ def resolve(cfg: RunConfig, model: ModelFacts, machine: MachineFacts, *, pairwis
         bf16 = tc.precision == "bf16"
     packing = tc.packing
     if packing == "auto":
-        packing = world == 1 and (pairwise or packs)
+        # encoder mean pooling: packed rewards equal padded (tests/unit/test_packing.py), but a packed training
+        # run drifted from the padded one by 2e-4 in scores after 3 steps (tests/golden, encoder_mean), where
+        # every other read-out stays within 1e-5: padded until that is explained
+        unproven = model.kind == "encoder" and cfg.model.pooling == "mean"
+        packing = world == 1 and (pairwise or packs) and not unproven
         reasons["packing"] = ("packed rows: proven equal to padded for this loss" if packing else
+                              "encoder mean pooling: packed training not shown to follow padded (padded batches)"
+                              if unproven and world == 1 and (pairwise or packs) else
                               f"{world} processes: packing runs on one process" if world > 1 else
                               f"loss {cfg.loss.name}: the trainer has no packed layout for it (padded batches)")
     floor = 2 * cfg.data.max_length

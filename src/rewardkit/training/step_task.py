@@ -36,6 +36,7 @@ class StepTask(Task):
     primary = "earliest_error_f1"
     selection_metric = "step_auc"  # threshold-free, and defined on every labelled step
     higher_is_better = True
+    cacheable = False  # data/cache.py has no columns for step items: tokenized in memory each run
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)

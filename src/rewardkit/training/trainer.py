@@ -409,7 +409,8 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
 
 
 def _sum_truncation(parts: list[dict]) -> dict:
-    keys = ("sequences", "prompt_truncated", "response_truncated", "dropped")
+    keys = ["sequences", "prompt_truncated", "response_truncated", "dropped"]
+    keys += sorted({k for p in parts for k in p} - set(keys))  # a task's own counts too (steps, solutions ...)
     return {k: sum(p.get(k, 0) for p in parts) for k in keys}
 
 
