@@ -204,15 +204,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     tok.save_pretrained(out)
     src.model.extras.save(out)  # learned attribute weights: rewardkit_head.safetensors
 
-    meta = copy.deepcopy(src.meta)
-    meta.padding_side = "right"
-    if lm_head:
-        from ..models.judge import vllm_command
-
-        meta.judge = {**meta.judge, "vllm_command": vllm_command(str(out), meta.judge, hf.config.architectures[0])}
-    if meta.kind == "decoder" and not meta.score_token:
-        sid = meta.score_token_id if meta.score_token_id is not None else tok.eos_token_id
-        meta.score_token, meta.score_token_id = tok.convert_ids_to_tokens(sid), sid
+    meta = _exported_meta(src.meta, out, tok, hf.config.architectures[0] if lm_head else None)
     export_info = {"dtype": dtype, "source": str(src.path), "source_kind": src.kind,
                    "transformers_compatible": compatible, "readout": how, "attribute_weights": weights,
                    "tokenizer_appends_score_token": meta.kind == "decoder" and not lm_head,
@@ -226,6 +218,20 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     log.info("exported %s -> %s (%s)%s", src.path, out, dtype,
              f"; checks {checks}" if checks else "")
     return ExportResult(out, dtype, compatible, how, checks)
+
+
+def _exported_meta(meta: ModelMeta, out: Path, tok, judge_architecture: str | None) -> ModelMeta:
+    """The exported directory's metadata: right padding, the score token named, a judge's vLLM command."""
+    meta = copy.deepcopy(meta)
+    meta.padding_side = "right"
+    if judge_architecture is not None:
+        from ..models.judge import vllm_command
+
+        meta.judge = {**meta.judge, "vllm_command": vllm_command(str(out), meta.judge, judge_architecture)}
+    if meta.kind == "decoder" and not meta.score_token:
+        sid = meta.score_token_id if meta.score_token_id is not None else tok.eos_token_id
+        meta.score_token, meta.score_token_id = tok.convert_ids_to_tokens(sid), sid
+    return meta
 
 
 def _drop_dequantized_gguf_marker(hf) -> None:
