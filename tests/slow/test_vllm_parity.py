@@ -122,6 +122,7 @@ def check_model(py, src: Path, tmp: Path, parts: list[str]) -> None:
            "items": [{"prompt": p, "response": r} for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)]
            + [{"messages": c} for c in chats], "queries": text, "query_prompts": TEXT_PROMPTS}
     got = run_job(py, job, tmp)
+    assert set(got) == set(parts), f"the vLLM job returned {sorted(got)}, asked for {parts}"
     if "offline" in got:
         assert [o[0] for o in got["offline"]["text"]] == pytest.approx(want_text, abs=TOL)
         assert [o[0] for o in got["offline"]["chat"]] == pytest.approx(want_chat, abs=TOL)
