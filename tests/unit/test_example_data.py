@@ -10,6 +10,9 @@ from ..conftest import REPO
 EXAMPLES = REPO / "examples" / "data"
 FILES = {"pairs.jsonl": "pairs", "binary.jsonl": "binary", "scalar.jsonl": "scalar", "multi.jsonl": "multi",
          "ranked.jsonl": "ranked"}
+# step-level data (process reward models) is read by data/steps.py with `data.format: steps`, not detected by
+# `auto`: its example file is checked below and in tests/unit/test_steps_data.py
+STEP_FILES = {"steps.jsonl": "steps"}
 
 
 def _texts(ex):
@@ -29,4 +32,13 @@ def test_example_file_is_detected_and_loads_every_record(name, fmt):
 
 def test_every_format_has_an_example_file():
     assert set(FILES.values()) == {"pairs", "binary", "scalar", "multi", "ranked"}
-    assert sorted(p.name for p in EXAMPLES.glob("*.jsonl")) == sorted(FILES)
+    assert sorted(p.name for p in EXAMPLES.glob("*.jsonl")) == sorted(FILES | STEP_FILES)
+
+
+def test_step_example_file_loads_every_record_as_steps():
+    from rewardkit.data.steps import load_steps
+
+    path = EXAMPLES / "steps.jsonl"
+    n_lines = sum(1 for line in path.read_text().splitlines() if line.strip())
+    examples = load_steps(SplitConfig(path=str(path)), DataConfig(format="steps"))
+    assert len(examples) == n_lines and all(len(e.steps) == len(e.labels) for e in examples)

@@ -201,7 +201,7 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
         raise ValueError("data.train is required for training")
     task = make_task(cfg, model, tokenizer)  # format + loss -> batching, loss, metrics (training/tasks.py)
     pairwise = isinstance(task, PairTask) and task.in_trainer
-    ensemble = is_ensemble(cfg, pairwise)  # K heads, each on its bootstrap resample (training/ensemble_step.py)
+    ensemble = is_ensemble(cfg, pairwise)  # K heads, each its own bootstrap resample (training/ensemble_step.py)
     with accelerator.main_process_first():  # the main process writes the tokenized cache, the others read it
         run_data = load_run_data(cfg, task, renderer, encoder, report, progress=main)  # data/mixture.py, cache.py
     train_pairs, eval_pairs = run_data.train, run_data.eval
