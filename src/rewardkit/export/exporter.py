@@ -177,14 +177,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     # scored before anything below touches the model (the cast is in place when there is no LoRA copy)
     before = _score_source(src, probes) if verify else []
 
-    hf = src.model.hf
-    if hasattr(hf, "merge_and_unload"):
-        # merge into a copy: the adapters fold into the base weights and the head's trained copy
-        # (peft modules_to_save) replaces the original head
-        hf = copy.deepcopy(hf).merge_and_unload()
-    for name, p in hf.named_parameters():
-        if not torch.isfinite(p).all():
-            raise FloatingPointError(f"refusing to export: parameter {name} has NaN or infinite values")
+    hf = merged_finite(src.model.hf)
     _drop_dequantized_gguf_marker(hf)
     hf = hf.to(_DTYPES[dtype])
     tok = src.tokenizer  # changed in place below: the source is not used after this point
@@ -218,6 +211,17 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     log.info("exported %s -> %s (%s)%s", src.path, out, dtype,
              f"; checks {checks}" if checks else "")
     return ExportResult(out, dtype, compatible, how, checks)
+
+
+def merged_finite(hf):
+    """The weights to export: LoRA merged into a copy (the adapters fold into the base weights and the head's
+    trained copy, peft ``modules_to_save``, replaces the original head), refused when any is NaN or infinite."""
+    if hasattr(hf, "merge_and_unload"):
+        hf = copy.deepcopy(hf).merge_and_unload()
+    for name, p in hf.named_parameters():
+        if not torch.isfinite(p).all():
+            raise FloatingPointError(f"refusing to export: parameter {name} has NaN or infinite values")
+    return hf
 
 
 def _exported_meta(meta: ModelMeta, out: Path, tok, judge_architecture: str | None) -> ModelMeta:

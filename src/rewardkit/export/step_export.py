@@ -29,7 +29,15 @@ import torch
 
 from ..models.reward_model import META_FILE
 from ..models.step_readout import step_probabilities
-from .exporter import _DTYPES, FIDELITY_TOL, ExportError, ExportResult, _write_meta, load_source
+from .exporter import (
+    _DTYPES,
+    FIDELITY_TOL,
+    ExportError,
+    ExportResult,
+    _write_meta,
+    load_source,
+    merged_finite,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +114,7 @@ def export_step_model(source: str | Path, out_dir: str | Path, dtype: str = "flo
     if src.meta.head != "step":
         raise ExportError(f"{src.path}: head {src.meta.head!r} is not a step head")
     before = _source_scores(src) if verify else []
-    hf = src.model.hf
-    if hasattr(hf, "merge_and_unload"):
-        hf = copy.deepcopy(hf).merge_and_unload()
-    for name, p in hf.named_parameters():
-        if not torch.isfinite(p).all():
-            raise FloatingPointError(f"refusing to export: parameter {name} has NaN or infinite values")
+    hf = merged_finite(src.model.hf)
     tc = token_classifier(hf, src.meta.step_outputs)
     tc.config.pad_token_id = src.tokenizer.pad_token_id
     out.mkdir(parents=True, exist_ok=True)
