@@ -35,7 +35,7 @@ def tiny_causal_lm(tokenizer_dirs, tmp_path_factory):
 def _config(model_dir, out, loss="bradley_terry", data=PAIRS, fmt="pairs", **model) -> dict:
     return {"model": {"name": str(model_dir), "head": "judge", **model},
             "data": {"train": {"path": data}, "eval": {"path": data}, "format": fmt, "max_length": 96},
-            "loss": {"name": loss}, "train": {"max_steps": 3, "batch_size": 2, "lr": 1e-3, "eval_every": None,
+            "loss": {"name": loss}, "train": {"precision": "fp32", "max_steps": 3, "batch_size": 2, "lr": 1e-3, "eval_every": None,
                                               "tensorboard": False},
             "output_dir": str(out)}
 

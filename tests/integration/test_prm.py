@@ -24,7 +24,7 @@ def _config(model_dir, data, adapter, out, loss="step_bce", **extra):
     cfg = {"model": {"name": str(model_dir), "head": "step", "step_outputs": 1 if loss == "step_bce" else 2},
            "data": {"train": str(data), "eval": str(data), "format": "steps", "adapter": adapter, "max_length": 128},
            "loss": {"name": loss},
-           "train": {"lr": 1e-3, "batch_size": 4, "max_steps": 4, "tensorboard": False, "eval_zero_shot": False},
+           "train": {"precision": "fp32", "lr": 1e-3, "batch_size": 4, "max_steps": 4, "tensorboard": False, "eval_zero_shot": False},
            "output_dir": str(out)}
     for key, value in extra.items():
         section, name = key.split("__")
