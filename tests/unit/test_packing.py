@@ -195,13 +195,15 @@ def test_packed_token_level_loss_and_gradients_equal_padded(arch, tokenizer_dirs
 @pytest.mark.parametrize(("arch", "spec"), [("gemma", HeadSpec(pooling="mean")),
                                             ("bert", HeadSpec(pooling="mean")),
                                             ("gpt2", HeadSpec(head="classifier", pooling="last"))])
-def test_packed_rewards_equal_padded_for_other_read_outs(arch, spec, tokenizer_dirs, built):
+def test_packed_rewards_and_gradients_equal_padded_for_other_read_outs(arch, spec, tokenizer_dirs, built):
+    # gradients too: `train.packing: auto` packs these read-outs, so the packed backward must be the padded one
     model, tok, kind, groups = make(arch, tokenizer_dirs, built, spec=spec)
     flat = [s for g in groups for s in g]
-    with torch.no_grad():
-        padded = model(pad_batch(flat, tok.pad_token_id))
-        packed = packed_rewards(model, pack_groups(groups, kind, tok.pad_token_id, row_tokens=256))
-    torch.testing.assert_close(packed, padded, rtol=1e-4, atol=1e-5)
+    padded_r, padded_g = rewards_and_grads(model, lambda: model(pad_batch(flat, tok.pad_token_id)))
+    packed = pack_groups(groups, kind, tok.pad_token_id, row_tokens=256)
+    packed_r, packed_g = rewards_and_grads(model, lambda: packed_rewards(model, packed))
+    torch.testing.assert_close(packed_r, padded_r, rtol=1e-4, atol=1e-5)
+    assert_grads_close(packed_g, padded_g)
 
 
 def _train(tmp_path, model_dir, data, **train):
@@ -219,6 +221,35 @@ def _train(tmp_path, model_dir, data, **train):
     losses = [json.loads(x)["loss"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()
               if json.loads(x)["split"] == "train"]
     return result, losses
+
+
+def test_packed_encoder_mean_training_gives_the_padded_scores_up_to_one_offset(tiny_model_dir, hh_file, tmp_path):
+    """`packing: auto` packs encoder mean pooling. The final scores of a packed and a padded run differ by one
+    constant, the same for every response: the last LayerNorm's bias shifts all rewards alike, Bradley-Terry gives
+    it an exactly-zero gradient, and Adam scales the two layouts' different rounding noise there to steps of lr.
+    Every difference of scores (what the loss sees) agrees."""
+    import json
+
+    import rewardkit
+
+    prompts = ["\n\nHuman: How do I bake bread?\n\nAssistant:", "\n\nHuman: What is 2+2?\n\nAssistant:",
+               "Q: name a colour", "\n\nHuman: Tell me a joke.\n\nAssistant:"]
+    responses = [" Mix flour, water and yeast, then bake.", " 4.", " blue, or a long answer about red", " No."]
+    runs = {}
+    for packing in (False, True):
+        cfg = {"model": {"name": str(tiny_model_dir("bert")), "dropout": False, "pooling": "mean"},
+               "data": {"train": str(hh_file), "max_length": 64},
+               "train": {"lr": 1e-3, "batch_size": 4, "max_steps": 3, "seed": 0, "tensorboard": False,
+                         "precision": "fp32", "eval_zero_shot": False, "packing": packing},
+               "output_dir": str(tmp_path / str(packing))}
+        result = rewardkit.train(cfg)
+        summary = json.loads((result.output_dir / "summary.json").read_text())
+        assert summary["resolved"]["packing"] is packing
+        runs[packing] = torch.tensor(rewardkit.load_model(result.output_dir).score(prompts, responses),
+                                     dtype=torch.float64)
+    shift = runs[True] - runs[False]
+    torch.testing.assert_close(shift, shift.mean().expand_as(shift), rtol=0, atol=1e-6)
+    torch.testing.assert_close(runs[True] - runs[True][0], runs[False] - runs[False][0], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("attention", ["auto", "sdpa"])

@@ -47,6 +47,11 @@ def test_auto_packing_packs_the_losses_proven_equal_and_says_why_not_otherwise()
     assert ddp.packing is False and "2 processes" in ddp.reasons["packing"]
     assert ddp.max_tokens_per_forward is None
     assert resolve(cfg(packing=False), SMOLLM2, AVX2_CPU, pairwise=True, packs=False, world=1).packing is False
+    minilm = ModelFacts(parameters=22_700_000, trainable=22_700_000, layers=6, hidden=384, intermediate=1536,
+                        kind="encoder")
+    for pooling in ("cls", "mean"):  # encoders pack block-diagonal, mean pooling too (test_packing.py)
+        enc = resolve(cfg(model={"pooling": pooling}), minilm, AVX2_CPU, pairwise=True, packs=False, world=1)
+        assert enc.packing is True, enc.reasons["packing"]
 
 
 def test_auto_token_budget_keeps_activations_within_the_training_state():
