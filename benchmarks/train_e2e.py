@@ -6,7 +6,8 @@ with TRL's defaults, whole processes, alternating A B A B.
     python benchmarks/train_e2e.py --lora                           # LoRA r=16 on both
     python benchmarks/train_e2e.py --accuracy --rounds 1            # 1 epoch on 1,912 pairs, the last 400 held out
 
-Both sides: SmolLM2-135M-Instruct from the built-in package (`smollm2-135m`, GGUF de-quantised to fp32), the first
+Both sides: SmolLM2-135M-Instruct from the built-in package (`smollm2-135m`, GGUF de-quantised to fp32 and written
+once as a plain transformers directory that both tools read: TRL's Trainer refuses the GGUF-loaded model), the first
 pairs of the bundled hh-rlhf harmless-base file (as the quickstart), batch 8, max length 512, seed 0. Each tool's
 *default* precision on the machine at hand (`--precisions default`): rewardkit's `precision: auto` (bf16 where
 the CPU has amx_bf16 / avx512_bf16 or on CUDA, else fp32) and TRL's `RewardConfig` default (bf16 always:
@@ -63,15 +64,13 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
-from rewardkit.models.backbones import resolve_model
 
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(spec["threads"])
-path, gguf = resolve_model("smollm2-135m")
-tok = AutoTokenizer.from_pretrained(path, gguf_file=gguf)
+tok = AutoTokenizer.from_pretrained(spec["model_dir"])
 if tok.pad_token is None:
     tok.pad_token = tok.eos_token
-model = AutoModelForSequenceClassification.from_pretrained(path, gguf_file=gguf, num_labels=1, dtype=torch.float32)
+model = AutoModelForSequenceClassification.from_pretrained(spec["model_dir"], num_labels=1, dtype=torch.float32)
 model.config.pad_token_id = tok.pad_token_id
 train = Dataset.from_list(spec["train"])
 evals = Dataset.from_list(spec["eval"]) if spec["eval"] else None
@@ -102,7 +101,7 @@ print("RESULT " + json.dumps(result), flush=True)
 
 def rewardkit_config(tmp: Path, spec: dict) -> Path:
     train_stop = spec["train_pairs"]
-    cfg = {"model": {"name": "smollm2-135m", **({"lora": {"r": 16, "alpha": 32, "dropout": 0.0}}
+    cfg = {"model": {"name": spec["model_dir"], **({"lora": {"r": 16, "alpha": 32, "dropout": 0.0}}
                                                  if spec["lora"] else {})},
            "data": {"train": {"path": "builtin:hh-rlhf-harmless", "start": 0, "stop": train_stop},
                     "max_length": spec["max_length"], "on_invalid": "skip"},
@@ -118,6 +117,30 @@ def rewardkit_config(tmp: Path, spec: dict) -> Path:
     p = tmp / "config.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p
+
+
+def plain_checkpoint() -> str:
+    """SmolLM2-135M-Instruct as a plain fp32 transformers directory, written once from the built-in package.
+
+    Both tools read this same directory, as a user would read a checkpoint downloaded from the hub: TRL cannot
+    train the GGUF-loaded model itself (transformers marks it quantized and its Trainer refuses it), and one
+    source of weights keeps the race about training, not loading."""
+    out = Path(os.environ.get("REWARDKIT_BENCH_DIR", Path.home() / ".cache" / "rewardkit" / "bench")) / "smollm2-135m"
+    if (out / "config.json").exists():
+        return str(out)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rewardkit.models.backbones import detach_gguf_quantizer, load_tokenizer, resolve_model
+
+    path, gguf = resolve_model("smollm2-135m")
+    model = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf, dtype=torch.float32)
+    detach_gguf_quantizer(model)
+    tmp = out.with_name(out.name + ".partial")
+    model.save_pretrained(tmp)
+    load_tokenizer(path, gguf).save_pretrained(tmp)
+    tmp.rename(out)
+    return str(out)
 
 
 def run_process(cmd: list[str], env: dict) -> tuple[str, float, float]:
@@ -170,11 +193,10 @@ def rewardkit_tokens_per_pair(spec: dict) -> float:
     from rewardkit.data.dataset import encode_pairs, load_pairs
     from rewardkit.data.render import Renderer
     from rewardkit.data.tokenize import SequenceEncoder
-    from rewardkit.models.backbones import load_tokenizer, resolve_model
+    from rewardkit.models.backbones import load_tokenizer
 
     cfg = load_config(rewardkit_config(Path(tempfile.mkdtemp()), spec))
-    path, gguf = resolve_model("smollm2-135m")
-    tok = load_tokenizer(path, gguf)
+    tok = load_tokenizer(spec["model_dir"], None)
     pairs = encode_pairs(load_pairs(cfg.data.train, cfg.data), Renderer(tok, "decoder"),
                          SequenceEncoder(tok, "decoder", spec["max_length"], cfg.data.truncation))
     return sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in pairs) / len(pairs)
@@ -228,11 +250,13 @@ def main() -> None:
           f"{rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     n_params = non_embedding_params()
+    model_dir = plain_checkpoint()
     train_pairs = len(records()) - HELD_OUT if a.accuracy else a.pairs
     results = []
     for precision in a.precisions.split(","):
         spec = {"precision": precision, "lora": a.lora, "max_steps": None if a.accuracy else a.steps,
-                "train_pairs": train_pairs, "eval": a.accuracy, "threads": a.threads, "max_length": a.max_length}
+                "train_pairs": train_pairs, "eval": a.accuracy, "threads": a.threads, "max_length": a.max_length,
+                "model_dir": model_dir}
         rk_tpp = rewardkit_tokens_per_pair(spec)
         for rnd in range(a.rounds):
             for tool in a.tools.split(","):
