@@ -6,9 +6,17 @@ import argparse
 import json
 import logging
 import sys
-import typing
 
-from .config import Adapter, ConfigError, DataFormat
+from .cli_options import (
+    EvalOptions,
+    FitWeightsOptions,
+    InspectOptions,
+    ScoreOptions,
+    ScoringOptions,
+    ServeOptions,
+    add_command,
+)
+from .config import ConfigError
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -284,7 +292,7 @@ def cmd_models(args, overrides: list[str]) -> int:
 
 
 def _scorer(args):
-    """The Scorer that `score` and `serve` batch through, from :func:`_scoring_options`."""
+    """The Scorer that `score` and `serve` batch through, from :class:`~rewardkit.cli_options.ScoringOptions`."""
     from .scoring import Scorer
 
     scorer = Scorer.from_pretrained(args.model, device=args.device, max_tokens=args.max_tokens,
@@ -296,61 +304,11 @@ def _scorer(args):
     return scorer
 
 
-def _scoring_options(p: argparse.ArgumentParser, normalize_help: str) -> None:
-    """Options shared by `score` and `serve`: both batch through the same Scorer."""
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--max-tokens", type=int, default=None,
-                   help="token budget per batch (rows x longest row); default 4096 on CPU, 16384 on GPU")
-    p.add_argument("--max-batch", type=int, default=64, help="most sequences per batch")
-    p.add_argument("--normalize", action="store_true", help=normalize_help)
-    p.add_argument("--aggregate", choices=["mean", "min", "mean_minus_std"], default=None,
-                   help="ensemble models: which aggregate of the K head rewards is the reward (default: the one "
-                   "stored with the model)")
-    p.add_argument("--beta", type=float, default=None, help="ensemble models, mean_minus_std: mean - beta * std "
-                   "(default: the stored ensemble_beta)")
-    p.add_argument("--no-share-prompts", dest="share_prompts", action="store_false",
-                   help="decoders: score every text in its own padded row instead of computing a prompt once for "
-                   "all its responses (the scores are the same; for comparison)")
-
-
 def _train_fields() -> str:
     from .config import RunConfig
     from .config_docs import config_help
 
     return config_help(RunConfig)
-
-
-def _add_eval_parser(sub) -> None:
-    """`rewardkit eval`: metrics of a saved model on a file, or a standard benchmark suite (--suite)."""
-    e = sub.add_parser("eval", help="evaluate a saved model: pairs, binary labels, scalar ratings, ranked lists")
-    e.add_argument("model", help="model directory or training run directory, or any transformers "
-                   "*ForSequenceClassification reward model (a directory or a hub id), read as transformers reads it")
-    e.add_argument("data", help="data file (pairs get the full report with figures); data overrides as in train: "
-                   "--data.format ab --data.winner.a 1 ...")
-    e.add_argument("--start", type=int, default=0)
-    e.add_argument("--stop", type=int, default=None)
-    e.add_argument("--on-invalid", choices=["error", "skip"], default="error")
-    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    e.add_argument("--format", choices=typing.get_args(DataFormat), default="auto",
-                   help="what a record holds (auto: detected from the first record); multi: per-attribute metrics "
-                   "of a multi-attribute model")
-    e.add_argument("--adapter", default=None, choices=typing.get_args(Adapter),
-                   help="read a public data set in its own layout (e.g. usr with --format multi)")
-    e.add_argument("--report", metavar="DIR", help="write report.html (figures embedded), the PNGs and "
-                   "metrics.json to DIR")
-    e.add_argument("--by", metavar="COLUMN", help="also break the metrics down by this record column (e.g. subset)")
-    e.add_argument("--fit-normalization", action="store_true", help="fit reward mean/std on this data and store "
-                   "them in the model's rewardkit.json")
-    e.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the "
-                   "confidence intervals (0: none)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    e.add_argument("--worst", type=int, default=20, help="worst-scored pairs listed in the report")
-    e.add_argument("--suite", choices=["rewardbench", "rewardbench2", "rm-bench"], default=None,
-                   help="score DATA (the benchmark's own files, or its hub id when online) by the benchmark's "
-                   "official rules (docs/benchmarks.md); MODEL may be any transformers *ForSequenceClassification")
-    e.add_argument("--baseline", metavar="MODEL2", default=None, help="with --suite: also score this model and "
-                   "compare section by section")
-    e.set_defaults(func=cmd_eval, overrides=True)
 
 
 def _add_train_parser(sub) -> None:
@@ -376,84 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     _add_train_parser(sub)
+    add_command(sub, "eval", cmd_eval, EvalOptions, overrides=True)
 
-    _add_eval_parser(sub)
-
-    w = sub.add_parser("fit-weights", help="fit a multi-attribute model's learned weighting on preference pairs",
-                       description="Stage 2 of `model.weighting: learned` (as ArmoRM): fit the K attribute weights "
-                       "on preference pairs with the attribute outputs frozen, and save them into the model.")
-    w.add_argument("model", help="model directory or training run directory (head multi, weighting learned)")
-    w.add_argument("data", help="preference pairs, or scalar ratings with --to-pairs")
-    w.add_argument("--start", type=int, default=0)
-    w.add_argument("--stop", type=int, default=None)
-    w.add_argument("--adapter", default=None, choices=typing.get_args(Adapter))
-    w.add_argument("--format", default="auto", choices=typing.get_args(DataFormat))
-    w.add_argument("--to-pairs", default="off", choices=["off", "same_annotator", "pooled"],
-                   help="scalar ratings -> pairs (as data.ratings.to_pairs)")
-    w.add_argument("--eval-start", type=int, default=None, help="held-out records of the same file: first")
-    w.add_argument("--eval-stop", type=int, default=None, help="held-out records of the same file: one past last")
-    w.add_argument("--steps", type=int, default=300)
-    w.add_argument("--lr", type=float, default=0.05)
-    w.add_argument("--dry-run", action="store_true", help="report the fit without saving it")
-    w.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    w.set_defaults(func=cmd_fit_weights, overrides=True)
-
-    s = sub.add_parser("score", help="add rewards to every record of a file",
-                       description="Score {prompt, response} / {messages} records (-> reward) or pairs "
-                       "(-> reward_chosen, reward_rejected); the output keeps the input's order and format.")
-    s.add_argument("model", help="model directory or training run directory")
-    s.add_argument("input", help="jsonl/json/csv/parquet file (optionally .gz) or builtin:NAME")
-    s.add_argument("-o", "--output", required=True, help="output file; its extension sets the format")
-    s.add_argument("--on-invalid", choices=["error", "skip"], default="error",
-                   help="skip: keep invalid records with null rewards and count them")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
-    s.add_argument("--num-processes", type=int, default=None, metavar="N",
-                   help="data-parallel: N local processes each score a contiguous shard (written atomically to "
-                   "OUTPUT.shards/), merged in input order; under `accelerate launch` each launched process is one")
-    s.add_argument("--resume", action="store_true", help="with --num-processes / accelerate launch: keep the "
-                   "complete shards of the same job and score only the missing ones")
-    s.add_argument("--block-records", type=int, default=8192, metavar="N",
-                   help="records scored together (sorted by length into batches); shards are whole blocks, so "
-                   "any --num-processes writes the same bytes as one process")
-    _scoring_options(s, normalize_help="apply the model's stored mean/std")
-    s.set_defaults(func=cmd_score, overrides=True)
-
-    v = sub.add_parser("serve", help="serve a model over HTTP (/score, /get_reward, /health, /metrics)")
-    v.add_argument("model", help="model directory or training run directory")
-    v.add_argument("--host", default="127.0.0.1")
-    v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
-    v.add_argument("--max-items", type=int, default=1024, help="most items per request (422 above)")
-    v.add_argument("--max-text-chars", type=int, default=100_000, help="longest text per field (422 above)")
-    v.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest body (413 above)")
-    v.add_argument("--max-request-chars", type=int, default=2_000_000, help="most text characters in one request, "
-                   "all items together (422 above)")
-    v.add_argument("--max-queue-chars", type=int, default=8_000_000, help="most text characters of all requests "
-                   "in flight (503 with Retry-After above)")
-    v.add_argument("--body-timeout", type=float, default=30.0, help="seconds for the whole body to arrive (408)")
-    v.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle connection stays open")
-    v.add_argument("--shutdown-timeout", type=float, default=30.0, help="on SIGTERM, seconds to finish requests "
-                   "in flight before closing connections")
-    v.add_argument("--api-key-env", default="REWARDKIT_API_KEY",
-                   help="environment variable holding the bearer token; unset: no authentication")
-    v.add_argument("--engine", choices=["rewardkit", "vllm"], default="rewardkit",
-                   help="who runs the forward: rewardkit's dynamic batcher, or vLLM on an exported directory "
-                   "(`rewardkit export`; for GPU deployments); the HTTP protocol is the same")
-    v.add_argument("--engine-args", default="{}", metavar="JSON",
-                   help="--engine vllm: extra vLLM AsyncEngineArgs as JSON, e.g. '{\"gpu_memory_utilization\": 0.5}'")
-    _scoring_options(v, normalize_help="return normalised rewards by default")
-    v.set_defaults(func=cmd_serve)
+    add_command(sub, "fit-weights", cmd_fit_weights, FitWeightsOptions, overrides=True)
+    add_command(sub, "score", cmd_score, ScoreOptions, ScoringOptions, overrides=True)
+    add_command(sub, "serve", cmd_serve, ServeOptions, ScoringOptions)
 
     d = sub.add_parser("data", help="look at data files").add_subparsers(dest="data_command", required=True)
-    di = d.add_parser("inspect", help="detected format, counts, lengths and the first invalid records")
-    di.add_argument("file", help="data file (.jsonl, .json, .csv, .parquet, optionally .gz) or builtin:NAME")
-    di.add_argument("--format", default="auto", choices=typing.get_args(DataFormat))
-    di.add_argument("--adapter", default=None, choices=typing.get_args(Adapter))
-    di.add_argument("--tokenizer", default=None, help="tokenizer to count tokens (a built-in model name, a "
-                    "directory or a hub id); else lengths are in characters")
-    di.add_argument("--max-errors", type=int, default=5, help="how many skipped records to show")
-    di.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    di.set_defaults(func=cmd_data_inspect, overrides=True)
+    add_command(d, "inspect", cmd_data_inspect, InspectOptions, overrides=True)
 
     x = sub.add_parser("export", help="write a directory that transformers / TRL load with the same scores",
                        description="Merge LoRA, cast, write safetensors shards, tokenizer, rewardkit.json and a "

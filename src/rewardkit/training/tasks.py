@@ -11,6 +11,7 @@ A task maps (data format, loss) to three things the training loop needs and noth
 loss                       data format  head                                        metrics
 =========================  ===========  ==========================================  ==========================
 bradley_terry, log_exp     pairs        scalar / classifier / multi / per_token     pairwise accuracy, loss
+  (any PAIRWISE_LOSSES)                 ensemble: Bradley-Terry per head            AUC, ECE
 token_level_pairwise       pairs        per_token (decoders)                        pairwise accuracy, loss
 cross_entropy              binary       classifier (or scalar: a binary logit)      accuracy, AUC, loss
 mse, rmse                  scalar       scalar                                      MSE, Pearson, Spearman
@@ -19,8 +20,8 @@ multi_attribute_mse        multi        multi                                   
 step_bce, step_ce          steps        step (training/step_task.py)                step AUC, earliest error
 =========================  ===========  ==========================================  ==========================
 
-The pairwise Bradley-Terry / log-exp step stays written out in the trainer (it is the common path, and the
-packed variant branches there); every other loss goes through :meth:`Task.loss`.
+The trainer knows no loss: it asks the task for batches (``collate`` / ``collate_packed``), the loss and the
+metrics. A pairwise loss on the two scores of a pair is an entry in ``losses.PAIRWISE_LOSSES`` and in ``TASKS``.
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ from ..data.dataset import EncodedPair, encode_pairs, load_pairs
 from ..data.errors import SkipReport
 from ..data.examples import format_of, load_examples
 from ..data.formats import Labeled, MultiRated, Pair, Ranked, Rated
-from ..data.packing import pack_groups
+from ..data.packing import pack_groups, pack_pairs
 from ..data.render import Renderer
 from ..data.tokenize import Dropped, Encoded, SequenceEncoder
 from ..eval.metrics import (
     binary_metrics,
+    longer_wins_baseline,
     multi_attribute_metrics,
+    pair_calibration,
+    pairwise_auc,
+    pairwise_metrics,
     ranked_metrics,
     scalar_metrics,
 )
@@ -50,6 +55,7 @@ from ..losses import (
     PAIRWISE_LOSSES,
     bradley_terry,
     cross_entropy,
+    ensemble_bradley_terry,
     get_loss,
     l2_scores,
     multi_attribute_mse,
@@ -58,8 +64,10 @@ from ..losses import (
     token_level_pairwise,
 )
 from ..models.heads import RewardOutput
-from ..scoring import score_outputs  # noqa: F401  (its old home was here; eval and tests import it)
+from ..scoring import score_outputs, score_sequences  # score_outputs: its old home was here (eval, tests)
 from ..types import TokenBatch
+from .distributed import eval_model, score_pairs_sharded
+from .ensemble_step import ensemble_weights, is_ensemble
 
 
 @dataclass(frozen=True)
@@ -128,11 +136,24 @@ class Task:
         """Like :meth:`collate` with packed rows (:mod:`rewardkit.data.packing`): the same rewards, same order."""
         raise NotImplementedError
 
+    budgets: bool = False
+    """Whether ``train.max_tokens_per_batch`` / ``max_tokens_per_forward`` may cut this task's batches."""
+
     def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
         raise NotImplementedError
 
     def evaluate(self, model, items: list, pad_id: int, device, batch_size: int) -> dict:
         raise NotImplementedError
+
+    def evaluate_in_run(self, accelerator, model, raw_model, items: list, pad_id: int, device,
+                        batch_size: int) -> dict:
+        """:meth:`evaluate` inside a training run (``model`` as prepared by Accelerate, ``raw_model`` unwrapped):
+        here every process scores every item with the unwrapped module."""
+        return self.evaluate(raw_model, items, pad_id, device, batch_size)
+
+    def baseline(self, items: list) -> dict | None:
+        """A data-only reference on the held-out items, reported next to the metrics; None: none."""
+        return None
 
     def prepare_model(self, model, tokenizer) -> None:
         """Change the fresh model or tokenizer before training (the step task adds its step token); no-op."""
@@ -159,17 +180,27 @@ class Task:
 
 
 class PairTask(Task):
-    """Pairs -> Bradley-Terry / log-exp (written out in the trainer) or the token-level pairwise loss."""
+    """Pairs -> a pairwise score loss (``losses.PAIRWISE_LOSSES``: Bradley-Terry, log-exp), the ensemble head's
+    per-head Bradley-Terry, or the token-level pairwise loss.
+
+    One forward runs chosen and rejected together::
+
+        tokens   [2B rows]   rows 0..B-1 chosen, rows B..2B-1 rejected (padded, or packed with the prompt once)
+        rewards  [2B]        read at each row's score token
+        loss = bradley_terry(rewards[:B], rewards[B:], margin)     # fp32
+    """
 
     format = "pairs"
     primary = "accuracy"
     higher_is_better = True
 
-    @property
-    def in_trainer(self) -> bool:
-        """The pairwise score losses (``losses.PAIRWISE_LOSSES``: Bradley-Terry, log-exp) run the trainer's own
-        pairwise step; read from that table, so a pairwise loss added there cannot fall through to another."""
-        return self.loss_cfg.name in PAIRWISE_LOSSES
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        self.score_loss = PAIRWISE_LOSSES.get(self.loss_cfg.name)
+        """The loss on the two scores of each pair; None for the token-level loss (per-token values)."""
+        self.ensemble = cfg.model.head == "ensemble"  # make_task refused an ensemble with another loss
+        # packed rows and token budgets cut batches by the two sequences of a pair (data/packing.py)
+        self.packs = self.budgets = self.score_loss is not None
 
     def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list[Pair]:
         if (split.adapter or data.adapter) is None and data.format in ("auto", "pairs") and data.ratings.to_pairs == "off":
@@ -182,13 +213,31 @@ class PairTask(Task):
     def length(self, item: EncodedPair) -> int:
         return max(len(item.chosen.input_ids), len(item.rejected.input_ids))
 
+    def margins(self, items: list[EncodedPair]) -> list[float]:
+        """Each pair's margin: its own ``margin`` field with ``loss.use_margin_field``, else ``loss.margin``."""
+        c = self.loss_cfg
+        return [p.margin if (p.margin is not None and c.use_margin_field) else c.margin for p in items]
+
     def collate(self, items: list[EncodedPair], pad_id: int, side: str) -> TaskBatch:
         tokens = pad_batch([p.chosen for p in items] + [p.rejected for p in items], pad_id, side)
-        start = torch.tensor([p.chosen.response_start for p in items] + [p.rejected.response_start for p in items])
-        return TaskBatch(tokens, {"response_start": start})
+        return TaskBatch(tokens, self._targets(items))
+
+    def collate_packed(self, items: list[EncodedPair], kind, pad_id, row_tokens, attention_cost=None) -> TaskBatch:
+        """Each pair as one group (the prompt once, two branches); rewards come out chosen then rejected."""
+        tokens = pack_pairs([p.chosen for p in items], [p.rejected for p in items], kind, pad_id, row_tokens,
+                            attention_cost)
+        return TaskBatch(tokens, self._targets(items))
+
+    def _targets(self, items: list[EncodedPair]) -> dict[str, torch.Tensor]:
+        targets = {"margin": torch.tensor(self.margins(items), dtype=torch.float32),
+                   "response_start": torch.tensor([p.chosen.response_start for p in items]
+                                                  + [p.rejected.response_start for p in items])}
+        if self.ensemble:  # each head's bootstrap count of each pair, from its source position (ensemble_step.py)
+            targets["bootstrap"] = ensemble_weights([p.where for p in items], self.cfg.model.ensemble_size, self.cfg)
+        return targets
 
     def pair_regularizers(self, r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
-        """``loss.centering`` and ``loss.l2``; 0 when both are off (the trainer adds it to its pairwise loss)."""
+        """``loss.centering`` and ``loss.l2``; 0 when both are off."""
         extra = r_chosen.new_zeros(())
         if self.loss_cfg.centering:
             extra = extra + reward_centering(r_chosen, r_rejected, self.loss_cfg.centering)
@@ -197,6 +246,22 @@ class PairTask(Task):
         return extra
 
     def loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
+        if self.score_loss is None:
+            return self._token_level_loss(out, batch)
+        margin = batch.targets["margin"]
+        b = margin.shape[0]
+        margin = margin if bool((margin != 0).any()) else None
+        if self.ensemble:  # the K heads' rewards [2B, K], each pair weighted per head by its bootstrap count
+            rewards = out.logits.float()
+            loss = ensemble_bradley_terry(rewards[:b], rewards[b:], batch.targets["bootstrap"], margin)
+        else:
+            rewards = out.rewards.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
+            loss = self.score_loss(rewards[:b], rewards[b:], margin)
+        if self.loss_cfg.centering or self.loss_cfg.l2:
+            loss = loss + self.pair_regularizers(rewards[:b], rewards[b:])
+        return loss
+
+    def _token_level_loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
         b = batch.tokens.input_ids.shape[0] // 2
         t, start = batch.tokens, batch.targets["response_start"]
         if out.token_values is None:
@@ -205,8 +270,36 @@ class PairTask(Task):
                                     t.attention_mask[:b], t.attention_mask[b:], start[:b], start[b:])
         return loss + self.pair_regularizers(out.rewards[:b], out.rewards[b:])
 
-    # evaluation: the trainer's ``evaluate_pairs`` (pairwise accuracy, AUC, calibration)
+    def evaluate(self, model, items: list[EncodedPair], pad_id, device, batch_size) -> dict:
+        return evaluate_pairs(model, items, pad_id, device, batch_size)
 
+    def evaluate_in_run(self, accelerator, model, raw_model, items, pad_id, device, batch_size) -> dict:
+        """Sharded over the processes (each scores its part, every pair counts once), on the module
+        :func:`~rewardkit.training.distributed.eval_model` picks."""
+        return evaluate_pairs(eval_model(accelerator, model, raw_model), items, pad_id, device, batch_size,
+                              accelerator)
+
+    def baseline(self, items: list[EncodedPair]) -> dict | None:
+        """The longer-response-wins accuracy of the held-out pairs (what a length-only model would reach)."""
+        return longer_wins_baseline([p.chosen_chars for p in items], [p.rejected_chars for p in items])
+
+
+def evaluate_pairs(model, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int,
+                   accelerator=None) -> dict:
+    """Pairwise metrics; with several processes each scores its shard and every pair counts once."""
+    n = len(pairs)
+    if accelerator is not None and accelerator.num_processes > 1:
+        chosen, rejected = score_pairs_sharded(accelerator, model, pairs, pad_id, batch_pairs)
+        rewards = chosen + rejected
+    else:
+        seqs = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        rewards = score_sequences(model, seqs, pad_id, device, max_tokens=batch_pairs * 2 * 512,
+                                  max_batch=batch_pairs * 2)
+    m = pairwise_metrics(rewards[:n], rewards[n:])
+    if n:  # both O(n log n) on rewards already computed: cheap next to the forward passes
+        m["auc"] = pairwise_auc(rewards[:n], rewards[n:])
+        m["ece"] = pair_calibration(rewards[:n], rewards[n:])["ece"]
+    return m
 
 
 class BinaryTask(Task):
@@ -424,4 +517,5 @@ def make_task(cfg: RunConfig, model=None, tokenizer=None) -> Task:
         raise ValueError(f"unknown loss {cfg.loss.name!r}; known: {', '.join(TASKS)}") from None
     if cfg.loss.name == "token_level_pairwise" and cfg.model.head != "per_token":
         raise ValueError("loss token_level_pairwise needs model.head per_token (a value at every token)")
+    is_ensemble(cfg, cfg.loss.name in PAIRWISE_LOSSES)  # an ensemble with another loss: a config error
     return cls(cfg)

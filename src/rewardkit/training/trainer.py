@@ -1,10 +1,9 @@
 """The training loop: explicit, on Accelerate (DDP, FSDP and DeepSpeed come from there).
 
-One forward per micro-batch runs chosen and rejected together::
-
-    tokens.input_ids  [2B, L]   rows 0..B-1 chosen, rows B..2B-1 rejected
-    rewards           [2B]      read at each row's score token
-    loss = bradley_terry(rewards[:B], rewards[B:], margin)     # fp32
+The loop knows no loss and no data format: the run's :class:`~rewardkit.training.tasks.Task` batches the
+examples (padded or packed rows), computes the loss from the model's output and evaluates. :func:`train` is
+setup (model, task, data), the batch plan (every `auto` resolved; packing and token budgets decided once),
+the loop (micro-batches, optimizer steps, evaluation, checkpoints) and finish (final evaluation, save).
 """
 
 from __future__ import annotations
@@ -14,46 +13,45 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..config import RunConfig, dump_config, load_config
-from ..data.collate import pair_batch
-from ..data.dataset import EncodedPair
+from ..config import RunConfig, TrainConfig, dump_config, load_config
 from ..data.errors import SkipReport
-from ..data.mixture import load_run_data, train_lengths
-from ..data.packing import budget_batches, packed_pair_batch, shuffled_batches
+from ..data.mixture import RunData, load_run_data, train_lengths
+from ..data.packing import budget_batches, shuffled_batches
 from ..data.render import Renderer
 from ..data.tokenize import SequenceEncoder
-from ..eval.metrics import longer_wins_baseline, pair_calibration, pairwise_auc, pairwise_metrics
-from ..losses import get_pairwise_loss
 from ..models.judge import judge_encoders
 from ..models.packed import pack_settings
 from ..models.reward_model import RewardModel, build_meta, build_model
-from ..scoring import Scorer, score_sequences
+from ..scoring import Scorer
 from .checkpoint import MARKER, list_checkpoints, load_checkpoint, save_checkpoint
 from .distributed import (
     LocalBatch,
     check_backend,
-    eval_model,
     full_state_dict,
     global_mean_loss,
     grad_norm_tensor,
     local_batch,
     make_accelerator,
-    score_pairs_sharded,
     shards_parameters,
 )
 from .early_stopping import EarlyStopping, check_config
-from .ensemble_step import ensemble_pair_loss, is_ensemble
 from .manifest import resume_checkpoint
 from .nonfinite import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
-from .resolve import bf16_is_fast, resolve_for  # noqa: F401  (bf16_is_fast: public name kept here)
+from .resolve import Resolved, bf16_is_fast, resolve_for  # noqa: F401  (bf16_is_fast: public name kept here)
 from .run_dir import check_output_dir, claim_output_dir
-from .tasks import PairTask, make_task
+from .tasks import (
+    Task,
+    TaskBatch,
+    evaluate_pairs,  # noqa: F401  (public here before PairTask held it)
+    make_task,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,39 +104,6 @@ def text_encoders(model: RewardModel, tokenizer, kind: str, data) -> tuple:
             SequenceEncoder(tokenizer, kind, data.max_length, data.truncation))
 
 
-def evaluate_pairs(model: RewardModel, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int,
-                   accelerator=None) -> dict:
-    """Pairwise metrics; with several processes each scores its shard and every pair counts once."""
-    n = len(pairs)
-    if accelerator is not None and accelerator.num_processes > 1:
-        chosen, rejected = score_pairs_sharded(accelerator, model, pairs, pad_id, batch_pairs)
-        rewards = chosen + rejected
-    else:
-        seqs = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-        rewards = score_sequences(model, seqs, pad_id, device, max_tokens=batch_pairs * 2 * 512,
-                                  max_batch=batch_pairs * 2)
-    m = pairwise_metrics(rewards[:n], rewards[n:])
-    if n:  # both O(n log n) on rewards already computed: cheap next to the forward passes
-        m["auc"] = pairwise_auc(rewards[:n], rewards[n:])
-        m["ece"] = pair_calibration(rewards[:n], rewards[n:])["ece"]
-    return m
-
-
-def pair_loss(out, batch, margins: list[float], chunk: list[EncodedPair], loss_fn, task: PairTask, cfg: RunConfig,
-              ensemble: bool) -> torch.Tensor:
-    """The trainer's pairwise step loss on ``out`` (rewards [2B], or the full output for an ensemble), fp32."""
-    b = batch.num_pairs
-    margin = batch.margin if any(m != 0 for m in margins) else None
-    if ensemble:  # the K heads' rewards [2B, K], each pair weighted per head by its bootstrap count
-        rewards, loss = ensemble_pair_loss(out, [p.where for p in chunk], b, margin, cfg)
-    else:
-        rewards = out.float()  # the loss in fp32: bf16 log-sigmoid loses small margins
-        loss = loss_fn(rewards[:b], rewards[b:], margin)
-    if cfg.loss.centering or cfg.loss.l2:
-        loss = loss + task.pair_regularizers(rewards[:b], rewards[b:])
-    return loss
-
-
 class _Logger:
     """metrics.jsonl + TensorBoard, main process only."""
 
@@ -176,104 +141,200 @@ class _Logger:
 
 
 def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite: bool = False) -> TrainResult:
-    """Train a pairwise reward model as ``config`` says; returns the model and its held-out metrics.
+    """Train a reward model as ``config`` says; returns the model and its held-out metrics.
 
     An ``output_dir`` holding a finished run (or checkpoints) is refused unless ``resume`` or ``overwrite``.
+    Four parts: :func:`_setup` (model, task, data), :func:`_plan` (every batch of the run), the loop of
+    :func:`_micro_batch` and :func:`_optimizer_step`, and :func:`_finish` (final evaluation, save).
     """
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+    run = _setup(_as_config(config), resume, overwrite)
+    plan = _plan(run)
+    loop = _start(run, plan)
+    while loop.state["step"] < plan.total_steps:
+        _micro_batch(run, plan, loop)
+        if loop.state["micro_batch"] % plan.tc.grad_accum == 0 and _optimizer_step(run, plan, loop):
+            break  # early stopping
+    return _save(run, plan, loop, _finish(run, plan, loop))
 
-    cfg = _as_config(config)
-    tc = cfg.train
+
+@dataclass
+class _Run:
+    """What :func:`_setup` builds once: the configuration, the processes, the model, the task and its data."""
+
+    cfg: RunConfig
+    accelerator: object
+    out: Path
+    model: RewardModel
+    tokenizer: object
+    kind: str
+    padding_side: str
+    encoder: SequenceEncoder
+    task: Task
+    run_data: RunData
+    data_summary: dict
+    t_start: float
+    resume: bool
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+def _setup(cfg: RunConfig, resume: bool, overwrite: bool) -> _Run:
+    from accelerate.utils import set_seed
+
     check_config(cfg)  # early stopping needs eval_every and an eval split: fail before loading anything
     accelerator = make_accelerator()  # also multi-process on CPU (gloo); see training/distributed.py
-    device, main = accelerator.device, accelerator.is_main_process
     out = Path(cfg.output_dir)
     check_output_dir(out, resume, overwrite, bool(list_checkpoints(out / "checkpoints")))  # training/run_dir.py
-    set_seed(tc.seed)
+    set_seed(cfg.train.seed)
     t_start = time.time()
-
-    model, tokenizer, kind = build_model(cfg.model, seed=tc.seed)
-    padding_side = "right" if kind == "encoder" else tc.padding_side  # BERT-style pooling reads column 0
+    model, tokenizer, kind = build_model(cfg.model, seed=cfg.train.seed)
+    padding_side = "right" if kind == "encoder" else cfg.train.padding_side  # BERT-style pooling reads column 0
     renderer, encoder = text_encoders(model, tokenizer, kind, cfg.data)
     report = SkipReport()
     if cfg.data.train is None:
         raise ValueError("data.train is required for training")
     task = make_task(cfg, model, tokenizer)  # format + loss -> batching, loss, metrics (training/tasks.py)
-    pairwise = isinstance(task, PairTask) and task.in_trainer
-    ensemble = is_ensemble(cfg, pairwise)  # K heads, each its own bootstrap resample (training/ensemble_step.py)
+    main = accelerator.is_main_process
     with accelerator.main_process_first():  # the main process writes the tokenized cache, the others read it
         run_data = load_run_data(cfg, task, renderer, encoder, report, progress=main)  # data/mixture.py, cache.py
-    train_pairs, eval_pairs = run_data.train, run_data.eval
+    train_items, eval_items = run_data.train, run_data.eval
     train_trunc = _sum_truncation([s["truncation"] for s in run_data.summary["sources"]])
-    data_summary = {"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), "invalid": report.summary(),
+    data_summary = {"train_pairs": len(train_items), "eval_pairs": len(eval_items), "invalid": report.summary(),
                     "train_truncation": train_trunc,  # no eval split: null, not the train counts again
                     "eval_truncation": (run_data.summary["eval_sets"].get(run_data.driver, {}).get(
                         "truncation", _sum_truncation([])) if run_data.summary["eval_sets"] else None),
                     **run_data.summary}
     if main:
-        log.info("data: %d train pairs, %d eval pairs; invalid skipped: %d %s", len(train_pairs), len(eval_pairs),
+        log.info("data: %d train pairs, %d eval pairs; invalid skipped: %d %s", len(train_items), len(eval_items),
                  report.total, dict(report.skipped))
         log.info("over-length (train, policy %s): %s", cfg.data.truncation, train_trunc)
-    if not train_pairs:
+    if not train_items:
         raise ValueError("no training pairs left after validation and the over-length policy")
     if main:  # only now: a run that fails validation leaves an earlier run's config.yaml as it was
         claim_output_dir(out, dump_config(cfg), overwrite)
+    return _Run(cfg, accelerator, out, model, tokenizer, kind, padding_side, encoder, task, run_data, data_summary,
+                t_start, resume)
 
-    world, rank = accelerator.num_processes, accelerator.process_index
-    lengths = train_lengths(task, train_pairs)  # the stored length column: no example is decoded
-    resolved = resolve_for(cfg, model, device, pairwise=pairwise, packs=task.packs, world=world)  # every `auto`
-    tc, use_bf16 = resolved.train_config(tc), resolved.precision == "bf16"
-    if (tc.packing and not (pairwise or task.packs)) or \
-            ((tc.max_tokens_per_batch or tc.max_tokens_per_forward) and not pairwise) or \
-            ((tc.packing or tc.max_tokens_per_batch or tc.max_tokens_per_forward) and world > 1):
+
+@dataclass
+class _Plan:
+    """Every batch of the run, decided once: packed or padded rows, token budgets, steps per epoch."""
+
+    resolved: Resolved
+    tc: TrainConfig
+    """``train`` with every ``auto`` resolved (what the loop reads)."""
+    lengths: Sequence[int]
+    fixed_batches: list[list[int]] | None
+    """``train.max_tokens_per_batch``: the same token-budget batches every epoch, in a new order."""
+    per_epoch: int
+    total_steps: int
+    pack_rows: int | None
+    pack_cost: float | None
+    kind: str
+    """``decoder`` or ``encoder``: how packed rows are built."""
+
+    def epoch(self, run: _Run, epoch: int) -> list[LocalBatch]:
+        """This process's micro-batches of ``epoch`` with their loss weights."""
+        tc, acc = self.tc, run.accelerator
+        if self.fixed_batches:
+            return [LocalBatch(b, 1.0) for b in shuffled_batches(self.fixed_batches, tc.seed, epoch)]
+        return epoch_local_batches(self.lengths, tc.batch_size, tc.seed, epoch, acc.process_index,
+                                   acc.num_processes, tc.group_by_length)
+
+    def pieces(self, train_items, idx: list[int]) -> list[list[int]]:
+        """The micro-batch ``idx`` cut into forwards of at most ``train.max_tokens_per_forward`` tokens (else
+        one), as positions in ``idx``."""
+        if not self.tc.max_tokens_per_forward:
+            return [list(range(len(idx)))]
+        return budget_batches([train_items[i] for i in idx], self.tc.max_tokens_per_forward, self.tc.packing,
+                              self.kind, self.pack_cost)
+
+    def collate(self, run: _Run, items: list) -> TaskBatch:
+        """The task's batch of ``items`` on the device: packed rows (the prompt once) or padded rows."""
+        task, pad_id = run.task, run.tokenizer.pad_token_id
+        batch = (task.collate_packed(items, run.kind, pad_id, self.pack_rows, self.pack_cost) if self.tc.packing
+                 else task.collate(items, pad_id, run.padding_side))
+        return batch.to(run.device)
+
+
+def _plan(run: _Run) -> _Plan:
+    task, acc, model = run.task, run.accelerator, run.model
+    world = acc.num_processes
+    lengths = train_lengths(task, run.run_data.train)  # the stored length column: no example is decoded
+    resolved = resolve_for(run.cfg, model, run.device, pairwise=task.budgets, packs=task.packs, world=world)
+    tc = resolved.train_config(run.cfg.train)  # every `auto` decided (training/resolve.py)
+    if (tc.packing and not task.packs) or ((tc.max_tokens_per_batch or tc.max_tokens_per_forward) and not task.budgets) \
+            or ((tc.packing or tc.max_tokens_per_batch or tc.max_tokens_per_forward) and world > 1):
         raise ValueError("train.packing supports pairwise and ranking losses, train.max_tokens_per_batch and "
                          "train.max_tokens_per_forward pairwise ones; packing and token budgets run on one process")
-    check_backend(accelerator, tc, resume)  # what FSDP / DeepSpeed do not support yet: a clear error
-    if tc.early_stopping is not None and shards_parameters(accelerator):
+    check_backend(acc, tc, run.resume)  # what FSDP / DeepSpeed do not support yet: a clear error
+    if tc.early_stopping is not None and shards_parameters(acc):
         raise ValueError("train.early_stopping is not supported yet with FSDP or DeepSpeed ZeRO-3 (it keeps a full "
                          "copy of the best weights)")
     pack_rows, pack_cost = tc.pack_row_tokens, None  # (row capacity, share-or-split cost) for the kernel
-    if tc.packing:  # the kernel was chosen by resolve_for (training/resolve.py)
+    if tc.packing:  # the kernel was chosen by resolve_for
         pack_rows, pack_cost = pack_settings(model, tc.pack_row_tokens)
-    fixed_batches = (budget_batches(train_pairs, tc.max_tokens_per_batch, tc.packing, kind, pack_cost)
-                     if tc.max_tokens_per_batch else None)
-    per_epoch = len(fixed_batches) if fixed_batches else math.ceil(len(train_pairs) / (tc.batch_size * world))
+    train_items = run.run_data.train
+    fixed = (budget_batches(train_items, tc.max_tokens_per_batch, tc.packing, run.kind, pack_cost)
+             if tc.max_tokens_per_batch else None)
+    per_epoch = len(fixed) if fixed else math.ceil(len(train_items) / (tc.batch_size * world))
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * per_epoch / tc.grad_accum))
-    optimizer = build_optimizer(model, tc)
-    scheduler = build_scheduler(optimizer, tc, total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model: RewardModel = accelerator.unwrap_model(model)
-    loss_fn = get_pairwise_loss(cfg.loss.name) if pairwise else None
+    return _Plan(resolved, tc, lengths, fixed, per_epoch, total_steps, pack_rows, pack_cost, run.kind)
 
-    def collate(chunk) -> tuple:
-        """(batch on the device, margins or None) for a list of training examples."""
-        if not pairwise:  # ranked lists pack with the prompt once and the K responses as branches
-            batch = (task.collate_packed(chunk, kind, pad_id, pack_rows, pack_cost) if tc.packing
-                     else task.collate(chunk, pad_id, padding_side))
-            return batch.to(device), None
-        margins = [p.margin if (p.margin is not None and cfg.loss.use_margin_field) else cfg.loss.margin
-                   for p in chunk]
-        chosen, rejected = [p.chosen for p in chunk], [p.rejected for p in chunk]
-        batch = (packed_pair_batch(chosen, rejected, margins, kind, pad_id, pack_rows, pack_cost) if tc.packing
-                 else pair_batch(chosen, rejected, margins, pad_id, padding_side))  # packed: prompt once
-        return batch.to(device), margins
 
-    def evaluate_one(items) -> dict:
-        if isinstance(task, PairTask):
-            return evaluate_pairs(eval_model(accelerator, model, raw_model), items, pad_id, device,
-                                  tc.eval_batch_size, accelerator)
-        return task.evaluate(raw_model, items, pad_id, device, tc.eval_batch_size)
+@dataclass
+class _Loop:
+    """The loop's state: ``state`` is what a checkpoint saves, the rest lives in this process only."""
 
-    def evaluate() -> dict:  # the driving eval set's metrics; several sets also under "sets" (logged apart)
-        return run_data.evaluate(evaluate_one)
-    pad_id = tokenizer.pad_token_id
-    logger = _Logger(out, main, tc.tensorboard, append=resume)
+    model: object
+    """As prepared by Accelerate (DDP / FSDP / DeepSpeed wrapper, or the model itself)."""
+    raw_model: RewardModel
+    optimizer: object
+    scheduler: object
+    logger: _Logger
+    stopper: EarlyStopping | None
+    state: dict
+    guard: NonFiniteGuard
+    zero_shot: dict | None = None
+    bar: object = None
+    t0: float = 0.0
+    seen_pairs: int = 0
+    loss_acc: list = field(default_factory=list)
+    """(loss x examples, examples) per piece since the last logged step."""
+    batches: dict = field(default_factory=dict)
+    """{epoch: this process's micro-batches}, the current epoch only."""
+    step_sources: list = field(default_factory=list)
+    """Where the examples of the step being accumulated come from (named when a loss or gradient is not finite)."""
+    last_eval: dict | None = None
+    """The metrics of the evaluation that stopped training early, if one did."""
 
+    def evaluate(self, run: _Run, plan: _Plan) -> dict:
+        """The driving eval set's metrics; several sets also under "sets" (logged apart)."""
+        pad_id, batch = run.tokenizer.pad_token_id, plan.tc.eval_batch_size
+        return run.run_data.evaluate(lambda items: run.task.evaluate_in_run(
+            run.accelerator, self.model, self.raw_model, items, pad_id, run.device, batch))
+
+
+def _start(run: _Run, plan: _Plan) -> _Loop:
+    """Optimizer, scheduler and Accelerate's wrapping; the checkpoint's state on resume; the zero-shot eval."""
+    from tqdm.auto import tqdm
+
+    tc, acc = plan.tc, run.accelerator
+    optimizer = build_optimizer(run.model, tc)
+    scheduler = build_scheduler(optimizer, tc, plan.total_steps)
+    model, optimizer = acc.prepare(run.model, optimizer)
+    raw_model: RewardModel = acc.unwrap_model(model)
+    logger = _Logger(run.out, run.main, tc.tensorboard, append=run.resume)
     state = {"step": 0, "micro_batch": 0, "history": []}
-    ckpt_root = out / "checkpoints"
-    stopper = EarlyStopping.create(tc.early_stopping, task)  # None when off (training/early_stopping.py)
-    if resume:
+    stopper = EarlyStopping.create(tc.early_stopping, run.task)  # None when off (training/early_stopping.py)
+    if run.resume:
+        ckpt_root = run.out / "checkpoints"
         found = list_checkpoints(ckpt_root)
         if not found:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {ckpt_root}")
@@ -282,130 +343,138 @@ def train(config: RunConfig | str | Path | dict, resume: bool = False, overwrite
         if stopper is not None:
             stopper.load(state.get("early_stopping"), path)
         log.info("resumed from %s at step %d", path, state["step"])
-
-    baseline = (longer_wins_baseline([p.chosen_chars for p in eval_pairs], [p.rejected_chars for p in eval_pairs])
-                if isinstance(task, PairTask) else None)
-    zero_shot = state.get("zero_shot")
-    if eval_pairs and tc.eval_zero_shot and zero_shot is None:
-        zero_shot = evaluate()
-        state["zero_shot"] = zero_shot
-        logger.write(0, "eval_zero_shot", zero_shot)
+    loop = _Loop(model, raw_model, optimizer, scheduler, logger, stopper, state,
+                 NonFiniteGuard.from_state(tc.on_nonfinite, state.get("nonfinite")), state.get("zero_shot"))
+    if run.run_data.eval and tc.eval_zero_shot and loop.zero_shot is None:
+        loop.zero_shot = state["zero_shot"] = loop.evaluate(run, plan)
+        logger.write(0, "eval_zero_shot", loop.zero_shot)
         if stopper is not None:
-            stopper.check_metric(zero_shot)  # an unknown selection metric fails before training
-
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not main, dynamic_ncols=True)
+            stopper.check_metric(loop.zero_shot)  # an unknown selection metric fails before training
+    loop.bar = tqdm(total=plan.total_steps, initial=state["step"], desc="train", disable=not run.main,
+                    dynamic_ncols=True)
     model.train()
-    seen_pairs, t0, loss_acc = 0, time.time(), []
-    batches_cache: dict[int, list[LocalBatch]] = {}
-    guard = NonFiniteGuard.from_state(tc.on_nonfinite, state.get("nonfinite"))
-    step_sources: list[str] = []
-    last_eval = None  # the metrics of the evaluation that stopped training early, if one did
-    while state["step"] < total_steps:
-        epoch, index = divmod(state["micro_batch"], per_epoch)
-        if epoch not in batches_cache:
-            batches_cache = {epoch: [LocalBatch(b, 1.0) for b in shuffled_batches(fixed_batches, tc.seed, epoch)]
-                             if fixed_batches else epoch_local_batches(lengths, tc.batch_size, tc.seed, epoch, rank,
-                                                                       world, tc.group_by_length)}
-        local = batches_cache[epoch][index]  # weight: this process's share of the global batch (0 for a repeat)
-        idx = local.indices
-        sync = (state["micro_batch"] + 1) % tc.grad_accum == 0
-        pieces = (budget_batches([train_pairs[i] for i in idx], tc.max_tokens_per_forward, tc.packing, kind, pack_cost)
-                  if tc.max_tokens_per_forward else [list(range(len(idx)))])
-        for piece in pieces:  # one piece unless train.max_tokens_per_forward cuts the micro-batch
-            chunk = [train_pairs[idx[j]] for j in piece]
-            share = len(piece) / len(idx)  # the piece's part of the micro-batch's mean loss
-            batch, margins = collate(chunk)
-            with accelerator.no_sync(model) if not sync and world > 1 else contextlib.nullcontext():
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    rewards = model(batch.tokens, full=not pairwise or ensemble)
-                if pairwise:
-                    b = batch.num_pairs
-                    loss = pair_loss(rewards, batch, margins, chunk, loss_fn, task, cfg, ensemble)
-                else:
-                    b = len(chunk)
-                    loss = task.loss(rewards, batch)  # rewards: the full RewardOutput here; fp32 inside
-                sources = [p.where for p in chunk]
-                loss_ok = guard.ok(loss, "loss", state["step"] + 1, state["micro_batch"], sources, accelerator)
-                if loss_ok:
-                    accelerator.backward(loss * (share * local.weight / tc.grad_accum))
-                    step_sources += sources
-            if loss_ok and local.weight:
-                loss_acc.append((loss.item() * len(piece), len(piece)))
-            seen_pairs += b * world
-        state["micro_batch"] += 1
-        if not sync:
-            continue
-        if tc.max_grad_norm:
-            norm = accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
-            if norm is not None and not guard.ok(grad_norm_tensor(norm), "gradient norm", state["step"] + 1, state["micro_batch"] - 1,
-                            step_sources, accelerator):
-                optimizer.zero_grad(set_to_none=True)  # no update from this step's batches
-        step_sources = []
-        state["nonfinite"] = guard.state()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["step"] += 1
-        step = state["step"]
-        rate = seen_pairs / max(time.time() - t0, 1e-9)
-        # mean over every process's pairs (a collective: every process runs it); None: every batch was skipped
-        mean_loss = global_mean_loss(accelerator, [x for x, _ in loss_acc], [n for _, n in loss_acc])
-        mean_loss = None if math.isnan(mean_loss) else mean_loss
-        bar.set_postfix(loss=f"{mean_loss:.4f}" if mean_loss is not None else "skipped", pairs_s=f"{rate:.1f}")
-        bar.update(1)
-        if step % tc.log_every == 0 or step == total_steps:
-            logger.write(step, "train", {"loss": mean_loss, "lr": scheduler.get_last_lr()[0], "pairs_per_s": rate})
-            loss_acc = []
-        if eval_pairs and tc.eval_every and step % tc.eval_every == 0 and step != total_steps:
-            m = evaluate()
-            logger.write(step, "eval", m)
-            if main:
-                bar.write(f"step {step}: eval {task.primary} {m.get(task.primary)} loss {m.get('loss')}")
-            if stopper is not None:
-                stop = stopper.update(step, m, raw_model)
-                state["early_stopping"] = stopper.state()
-                if stop:
-                    last_eval = m
-                    break
-        if tc.save_every and step % tc.save_every == 0 and step != total_steps:
-            accelerator.wait_for_everyone()
-            if main:
-                save_checkpoint(ckpt_root, step, raw_model, optimizer, scheduler, state, tc.keep_last,
-                                stopper.write if stopper is not None else None)
-    bar.close()
-    train_seconds = time.time() - t0
+    loop.t0 = time.time()
+    return loop
 
-    final = last_eval if last_eval is not None else (evaluate() if eval_pairs else {})
+
+def _micro_batch(run: _Run, plan: _Plan, loop: _Loop) -> None:
+    """Forward and backward of the next micro-batch (in pieces under ``train.max_tokens_per_forward``)."""
+    tc, acc, state, train_items = plan.tc, run.accelerator, loop.state, run.run_data.train
+    world = acc.num_processes
+    epoch, index = divmod(state["micro_batch"], plan.per_epoch)
+    if epoch not in loop.batches:
+        loop.batches = {epoch: plan.epoch(run, epoch)}
+    local = loop.batches[epoch][index]  # weight: this process's share of the global batch (0 for a repeat)
+    idx = local.indices
+    sync = (state["micro_batch"] + 1) % tc.grad_accum == 0
+    for piece in plan.pieces(train_items, idx):
+        chunk = [train_items[idx[j]] for j in piece]
+        share = len(piece) / len(idx)  # the piece's part of the micro-batch's mean loss
+        batch = plan.collate(run, chunk)
+        with acc.no_sync(loop.model) if not sync and world > 1 else contextlib.nullcontext():
+            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=plan.resolved.precision == "bf16"):
+                out = loop.model(batch.tokens, full=True)
+            loss = run.task.loss(out, batch)  # fp32 inside (training/tasks.py)
+            sources = [p.where for p in chunk]
+            loss_ok = loop.guard.ok(loss, "loss", state["step"] + 1, state["micro_batch"], sources, acc)
+            if loss_ok:
+                acc.backward(loss * (share * local.weight / tc.grad_accum))
+                loop.step_sources += sources
+        if loss_ok and local.weight:
+            loop.loss_acc.append((loss.item() * len(piece), len(piece)))
+        loop.seen_pairs += len(chunk) * world
+    state["micro_batch"] += 1
+
+
+def _optimizer_step(run: _Run, plan: _Plan, loop: _Loop) -> bool:
+    """The update after ``train.grad_accum`` micro-batches, then logging, evaluation and checkpoints as due.
+    True: early stopping ends training here."""
+    tc, acc, state, guard, optimizer = plan.tc, run.accelerator, loop.state, loop.guard, loop.optimizer
+    if tc.max_grad_norm:
+        norm = acc.clip_grad_norm_(loop.model.parameters(), tc.max_grad_norm)
+        if norm is not None and not guard.ok(grad_norm_tensor(norm), "gradient norm", state["step"] + 1,
+                                             state["micro_batch"] - 1, loop.step_sources, acc):
+            optimizer.zero_grad(set_to_none=True)  # no update from this step's batches
+    loop.step_sources = []
+    state["nonfinite"] = guard.state()
+    optimizer.step()
+    loop.scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state["step"] += 1
+    step, last = state["step"], state["step"] == plan.total_steps
+    rate = loop.seen_pairs / max(time.time() - loop.t0, 1e-9)
+    # mean over every process's pairs (a collective: every process runs it); None: every batch was skipped
+    mean_loss = global_mean_loss(acc, [x for x, _ in loop.loss_acc], [n for _, n in loop.loss_acc])
+    mean_loss = None if math.isnan(mean_loss) else mean_loss
+    loop.bar.set_postfix(loss=f"{mean_loss:.4f}" if mean_loss is not None else "skipped", pairs_s=f"{rate:.1f}")
+    loop.bar.update(1)
+    if step % tc.log_every == 0 or last:
+        loop.logger.write(step, "train", {"loss": mean_loss, "lr": loop.scheduler.get_last_lr()[0],
+                                          "pairs_per_s": rate})
+        loop.loss_acc = []
+    if run.run_data.eval and tc.eval_every and step % tc.eval_every == 0 and not last:
+        m = loop.evaluate(run, plan)
+        loop.logger.write(step, "eval", m)
+        if run.main:
+            loop.bar.write(f"step {step}: eval {run.task.primary} {m.get(run.task.primary)} loss {m.get('loss')}")
+        if loop.stopper is not None:
+            stop = loop.stopper.update(step, m, loop.raw_model)
+            state["early_stopping"] = loop.stopper.state()
+            if stop:
+                loop.last_eval = m
+                return True
+    if tc.save_every and step % tc.save_every == 0 and not last:
+        acc.wait_for_everyone()
+        if run.main:
+            save_checkpoint(run.out / "checkpoints", step, loop.raw_model, optimizer, loop.scheduler, state,
+                            tc.keep_last, loop.stopper.write if loop.stopper is not None else None)
+    return False
+
+
+def _finish(run: _Run, plan: _Plan, loop: _Loop) -> dict:
+    """The final evaluation (the best one's weights restored under early stopping) and the run's summary."""
+    loop.bar.close()
+    train_seconds = time.time() - loop.t0
+    state, stopper, last_eval, eval_items = loop.state, loop.stopper, loop.last_eval, run.run_data.eval
+    final = last_eval if last_eval is not None else (loop.evaluate(run, plan) if eval_items else {})
     if final and last_eval is None:
-        logger.write(state["step"], "eval", final)
+        loop.logger.write(state["step"], "eval", final)
     early = None
     if stopper is not None and final:  # restore the best evaluation's weights: they are what is saved
-        final, early = stopper.finish(state["step"], final, raw_model, evaluated=last_eval is not None)
-        logger.write(stopper.best_step, "eval_selected", final)
-    meta = task.annotate_meta(build_meta(  # annotate: a task's own rendering, e.g. the step task's step token
-        raw_model, tokenizer, cfg.data, cfg.model.name, score_token_id=encoder.score_token_id, training={
-            "steps": state["step"], "loss": cfg.loss.name, "eval": final, **({"best_step": early["best_step"]} if early else {})}))
-    summary = {"eval": final, "zero_shot": zero_shot, "longer_wins": baseline if eval_pairs else None,
-               "data": data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
-               "total_seconds": round(time.time() - t_start, 1), "precision": resolved.precision,
-               "resolved": resolved.to_dict(), "nonfinite": guard.state()}
+        final, early = stopper.finish(state["step"], final, loop.raw_model, evaluated=last_eval is not None)
+        loop.logger.write(stopper.best_step, "eval_selected", final)
+    summary = {"eval": final, "zero_shot": loop.zero_shot,
+               "longer_wins": run.task.baseline(eval_items) if eval_items else None,
+               "data": run.data_summary, "steps": state["step"], "train_seconds": round(train_seconds, 1),
+               "total_seconds": round(time.time() - run.t_start, 1), "precision": plan.resolved.precision,
+               "resolved": plan.resolved.to_dict(), "nonfinite": loop.guard.state()}
     if early is not None:  # "eval" is then the selected (best) evaluation's, the saved model's
         summary["early_stopping"] = early
-    accelerator.wait_for_everyone()
-    sharded = shards_parameters(accelerator)
-    full = full_state_dict(accelerator, model) if sharded else None  # FSDP / ZeRO-3: gathered, collective
-    if main:
+    return summary
+
+
+def _save(run: _Run, plan: _Plan, loop: _Loop, summary: dict) -> TrainResult:
+    """The model (gathered first when sharded) and summary.json; the trained model as a ready scorer."""
+    cfg, acc, raw_model, early = run.cfg, run.accelerator, loop.raw_model, summary.get("early_stopping")
+    meta = run.task.annotate_meta(build_meta(  # annotate: a task's own rendering, e.g. the step task's step token
+        raw_model, run.tokenizer, cfg.data, cfg.model.name, score_token_id=run.encoder.score_token_id, training={
+            "steps": loop.state["step"], "loss": cfg.loss.name, "eval": summary["eval"],
+            **({"best_step": early["best_step"]} if early else {})}))
+    acc.wait_for_everyone()
+    sharded = shards_parameters(acc)
+    full = full_state_dict(acc, loop.model) if sharded else None  # FSDP / ZeRO-3: gathered, collective
+    if run.main:
         saved = raw_model
         if sharded:  # no process holds the weights: load the gathered ones into a plain copy to save them
-            saved = build_model(cfg.model, seed=tc.seed)[0]
+            saved = build_model(cfg.model, seed=plan.tc.seed)[0]
             saved.load_state_dict(full)
-        saved.save_pretrained(out / "model", tokenizer, meta)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    logger.close()
-    accelerator.wait_for_everyone()
-    scorer = (Scorer.from_pretrained(out / "model", device=device) if sharded else
-              Scorer(raw_model, tokenizer, meta, device=device))
-    return TrainResult(scorer=scorer, metrics=summary, output_dir=out)
+        saved.save_pretrained(run.out / "model", run.tokenizer, meta)
+        (run.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    loop.logger.close()
+    acc.wait_for_everyone()
+    scorer = (Scorer.from_pretrained(run.out / "model", device=run.device) if sharded else
+              Scorer(raw_model, run.tokenizer, meta, device=run.device))
+    return TrainResult(scorer=scorer, metrics=summary, output_dir=run.out)
 
 
 def _sum_truncation(parts: list[dict]) -> dict:
