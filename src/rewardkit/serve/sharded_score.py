@@ -63,6 +63,9 @@ class ShardPlan:
     share_prompts: bool = True
     block_records: int = SCORE_BLOCK
     """Records scored together; shards start at multiples of it, so the output does not depend on N."""
+    data: dict | None = None
+    """The ``--data.*`` overrides as a tree (``{"fields": {"prompt": "input"}, "format": "ab"}``): every worker
+    reads its records as one process does (:func:`~rewardkit.cli_data_overrides.data_config`)."""
     bounds: list[list[int]] = field(default_factory=list)
     """[start, stop) record indices of each shard: contiguous, in input order, whole blocks (sizes in blocks
     differing by at most one)."""
@@ -146,10 +149,29 @@ def run_shard(plan: ShardPlan, k: int, device: str | None = None, progress: bool
     start, stop = plan.bounds[k]
     result = score_file(scorer, plan.input, str(tmp), normalize=plan.normalize, on_invalid=plan.on_invalid,
                         progress=progress, records=(start, stop), block_records=plan.block_records,
-                        overwrite=True)  # its own temporary file: a killed worker may have left one
+                        overwrite=True, data=plan_data(plan))  # its own temporary file: a killed worker may have left one
     _atomic_write(final.with_suffix(".json"), json.dumps(asdict(result)) + "\n")
     os.replace(tmp, final)
     return result
+
+
+def plan_data(plan: ShardPlan):
+    """The plan's ``--data.*`` overrides as the :class:`~rewardkit.config.DataConfig` one process scores with."""
+    from ..config import DataConfig, from_dict
+
+    return from_dict(DataConfig, plan.data, prefix="data.") if plan.data is not None else None
+
+
+def data_tree(overrides: list[str]) -> dict | None:
+    """``--data.fields.prompt input`` -> ``{"fields": {"prompt": "input"}}`` (checked by building it), or None;
+    kept as a tree in the plan so that ``--resume`` compares what was set, however it was spelled."""
+    from ..cli_data_overrides import data_config
+    from ..config import apply_overrides
+
+    if not overrides:
+        return None
+    data_config(overrides)  # a bad key or value fails here, naming it, before any worker starts
+    return apply_overrides({"data": {}}, overrides)["data"]
 
 
 def merge(plan: ShardPlan) -> ScoreFileResult:
@@ -259,15 +281,16 @@ def launched_world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def score_cli(args) -> ScoreFileResult | None:
-    """`rewardkit score` with ``--num-processes`` / ``--resume`` or under a launcher."""
+def score_cli(args, overrides: list[str] = ()) -> ScoreFileResult | None:
+    """`rewardkit score` with ``--num-processes`` / ``--resume`` or under a launcher; ``overrides``: its
+    ``--data.*`` options."""
     from ..io_safety import check_output
 
     # before any work, as in one process: never the input, an existing output only with --overwrite
     check_output(args.output, (args.input,), args.overwrite)
     options = dict(normalize=args.normalize, on_invalid=args.on_invalid, device=args.device,
                    max_tokens=args.max_tokens, max_batch=args.max_batch, share_prompts=args.share_prompts,
-                   block_records=args.block_records)
+                   block_records=args.block_records, data=data_tree(list(overrides)))
     if launched_world() > 1:
         if args.num_processes:
             raise ValueError("--num-processes inside `accelerate launch`: the launcher already started the "

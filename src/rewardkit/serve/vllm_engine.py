@@ -1,7 +1,9 @@
 """`rewardkit serve --engine vllm`: the server's forward done by a vLLM engine instead of rewardkit's batcher.
 
 The HTTP protocol, validation, authentication, limits, `/health` and `/metrics` stay rewardkit's
-(:mod:`rewardkit.serve.server`); only :class:`VllmBatcher` replaces :class:`~rewardkit.serve.server.Batcher`.
+(:mod:`rewardkit.serve.server`); only :class:`VllmBatcher` replaces :class:`~rewardkit.serve.server.Batcher`, and
+the server holds a :class:`~rewardkit.serve.front_end.FrontEnd` (tokenizer, rendering, manifest) instead of a
+Scorer: vLLM has the only copy of the weights.
 Requests are still tokenized by rewardkit (the same tokens as ``rewardkit score``) and sent to vLLM as token ids,
 so vLLM's continuous batching does the forward and its pooler reads the last token (decoders) through the
 classifier. The model must be a ``rewardkit export`` directory: its ``config.json`` has ``problem_type:
@@ -22,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.tokenize import Encoded
+from .front_end import FrontEnd
 from .metrics import ServerMetrics
-from .scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def engine_args(model_dir: str | Path, max_length: int, dtype: str = "auto", **e
 class VllmBatcher:
     """The Batcher interface (``start``, ``stop``, ``score``) over a vLLM ``AsyncLLM``."""
 
-    scorer: Scorer
+    scorer: FrontEnd
     model_dir: str
     metrics: ServerMetrics
     engine_kwargs: dict = field(default_factory=dict)
@@ -90,12 +92,11 @@ class VllmBatcher:
         return [reward_from_outputs(o, self.scorer) for o in outputs]
 
 
-def reward_from_outputs(outputs: list[float], scorer: Scorer) -> float:
-    """The head's raw outputs -> the reward (the card's formula; scalar heads: the one output)."""
+def reward_from_outputs(outputs: list[float], front: FrontEnd) -> float:
+    """The head's raw outputs -> the reward (the card's formula; scalar heads: the one output; multi-attribute
+    heads: the manifest's weights)."""
     import torch
 
-    from ..export.exporter import attribute_weights, consumer_reward
+    from ..export.exporter import consumer_reward
 
-    meta = scorer.meta
-    weights = attribute_weights(scorer.model, meta) if meta.head == "multi" else None
-    return float(consumer_reward(torch.tensor([outputs]), meta, weights)[0])
+    return float(consumer_reward(torch.tensor([outputs]), front.meta, front.attribute_weights)[0])
