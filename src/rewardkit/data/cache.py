@@ -8,7 +8,9 @@ writing the entry chunk by chunk, so neither the text nor the Python objects of 
 The key (:func:`cache_key`) is a SHA-256 over everything that can change the encoded items:
 
 * the content of the data file (BLAKE2 over its bytes; every file of a ``datasets`` directory), not its
-  modification time, and its path as given (each item names its record ``path:line``);
+  modification time, and its path as given (each item names its record ``path:line``). The digest is
+  remembered with the file's stat and a sampled hash, so a cached start does not read the whole file again
+  (:mod:`rewardkit.data.source_identity` says when a remembered digest is trusted);
 * the split's row range, adapter, format and field names, ``data.on_invalid`` and ``data.ratings``;
 * the task (which item type the records become; the attribute names of a multi-attribute head);
 * rendering and tokenization: model kind, template, separator, max_length, truncation policy, score token, and
@@ -40,7 +42,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import DataConfig, SplitConfig
 from .errors import SkipReport
-from .readers import resolve_path
+from .source_identity import content_digest
 
 log = logging.getLogger(__name__)
 
@@ -171,19 +173,6 @@ def _write_entry(directory: Path, chunks: Iterator[list], meta_of) -> None:
 # the key
 
 
-def file_digest(path: str) -> str:
-    """BLAKE2 of a file's bytes, or of every file (name and bytes) under a directory."""
-    p = resolve_path(path)
-    h = hashlib.blake2b(digest_size=20)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update(str(f.relative_to(p) if p.is_dir() else "").encode() + b"\0")
-        with open(f, "rb") as fh:
-            while block := fh.read(1 << 22):
-                h.update(block)
-    return h.hexdigest()
-
-
 def tokenizer_digest(tokenizer) -> str:
     """What of a tokenizer decides its ids: the serialized Rust tokenizer, the chat template, special tokens."""
     h = hashlib.sha256(type(tokenizer).__name__.encode())
@@ -206,9 +195,12 @@ def source_data(split: SplitConfig, data: DataConfig) -> DataConfig:
 def cache_key(split: SplitConfig, data: DataConfig, task_id: dict, renderer, encoder) -> str:
     """The cache key of a split's encoded items (see the module docstring for what goes in)."""
     d = source_data(split, data)
+    # the file's digest is remembered under the cache directory, re-used only while the file is provably the
+    # same (data/source_identity.py); with the cache off nothing is written there, so the file is hashed
+    content = content_digest(split.path, cache_root(data) if data.cache else None)
     parts = {
         # the path too: every item names its record as ``path:line`` (errors, reports and score rows use it)
-        "rewardkit": __version__, "cache_format": CACHE_FORMAT, "content": file_digest(split.path), "path": split.path,
+        "rewardkit": __version__, "cache_format": CACHE_FORMAT, "content": content, "path": split.path,
         "rows": [split.start, split.stop], "adapter": split.adapter or data.adapter, "format": d.format,
         "fields": asdict(d.fields), "on_invalid": d.on_invalid, "ratings": asdict(d.ratings), "task": task_id,
         "render": settings_identity(renderer), "encode": settings_identity(encoder),
@@ -241,6 +233,11 @@ def task_identity(task) -> dict:
 def default_cache_dir() -> Path:
     env = os.environ.get("REWARDKIT_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "rewardkit" / "tokenized"
+
+
+def cache_root(data: DataConfig) -> Path:
+    """``data.cache_dir``, else :func:`default_cache_dir`."""
+    return Path(data.cache_dir) if data.cache_dir else default_cache_dir()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -282,7 +279,7 @@ def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder
     if not getattr(task, "cacheable", True):  # items this cache has no columns for (e.g. process-reward steps)
         return _in_memory(split, source_data(split, data), task, renderer, encoder, report)
     key = cache_key(split, data, task_identity(task), renderer, encoder)
-    root = Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+    root = cache_root(data)
     entry = root / key
     if data.cache and (entry / "meta.json").is_file():
         try:
@@ -356,15 +353,21 @@ class ScoreEncodings:
     ``scorer.encoder.encode(scorer.renderer.render(prompt, response), where)`` gives for each part of a record,
     from the entry when one exists, else encoding now; :meth:`save` then writes the entry."""
 
-    def __init__(self, input_path: str, on_invalid: str, renderer, encoder, cache: bool = True):
-        self.renderer, self.encoder, self.cache = renderer, encoder, cache
-        data = DataConfig(on_invalid=on_invalid)  # type: ignore[arg-type]
-        self.key = cache_key(SplitConfig(path=input_path), data, {"task": "score"}, renderer, encoder)
-        self.entry = default_cache_dir() / self.key
+    def __init__(self, input_path: str, on_invalid: str, renderer, encoder, data: DataConfig | None = None,
+                 records: tuple[int, int | None] = (0, None)):
+        """``data``: the command's ``--data.*`` settings: ``cache`` / ``cache_dir`` say whether and where, and
+        ``format`` / ``fields`` (which texts a record's parts are) and ``records`` (a shard's rows) are keyed, so
+        an entry is never served for other parts or other rows."""
+        data = data if data is not None else DataConfig()
+        self.renderer, self.encoder, self.cache = renderer, encoder, data.cache
+        keyed = replace(data, on_invalid=on_invalid)  # type: ignore[arg-type]
+        split = SplitConfig(path=input_path, start=records[0], stop=records[1])
+        self.key = cache_key(split, keyed, {"task": "score"}, renderer, encoder)
+        self.entry = cache_root(data) / self.key
         self.hit: dict[str, list] | None = None
         self.new: list = []
         self.before = dict(encoder.stats.counts)  # the scorer may have encoded before: save this file's counts only
-        if cache and (self.entry / "meta.json").is_file():
+        if self.cache and (self.entry / "meta.json").is_file():
             try:
                 ts = TokenizedSet(self.entry, json.loads((self.entry / "meta.json").read_text()))
                 self.hit = {it.where: it.seqs for it in ts}

@@ -95,7 +95,8 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     slots: list[tuple[int, str]] = []  # (row, reward field) for each sequence
     seqs: list[Encoded] = []
     dropped = 0
-    cached = ScoreEncodings(input_path, on_invalid, scorer.renderer, scorer.encoder)  # data/cache.py
+    # data/cache.py; --data.cache false / --data.cache_dir DIR choose whether and where
+    cached = ScoreEncodings(input_path, on_invalid, scorer.renderer, scorer.encoder, data, records)
     cuts: list[int] = []  # sequence index where each block after the first starts
     for rec in islice(read_records(input_path, on_invalid, report), *records):
         if rows and len(rows) % block_records == 0:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..config import RunConfig, TrainConfig, dump_config, load_config
@@ -82,12 +83,15 @@ def epoch_local_batches(lengths: list[int], batch_size: int, seed: int, epoch: i
     length, so little compute goes to padding, while the order stays random across the epoch.
     """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(len(lengths), generator=g).tolist()
+    drawn = torch.randperm(len(lengths), generator=g).numpy()
     step = batch_size * world
-    if group_by_length:
-        span = step * mega
-        perm = [i for s in range(0, len(perm), span)
-                for i in sorted(perm[s:s + span], key=lambda i: lengths[i], reverse=True)]
+    if group_by_length and len(drawn):
+        # each mega-batch longest first, ties in permutation order (a stable sort), on the length column as
+        # one array: a million examples in well under a second (a Python sort per mega-batch took tens of s)
+        lens = np.asarray(lengths, dtype=np.int64)[drawn]
+        top = int(lens.max()) + 1
+        drawn = drawn[np.argsort((np.arange(len(drawn)) // (step * mega)) * top + (top - 1 - lens), kind="stable")]
+    perm = drawn.tolist()
     chunks = [perm[s:s + step] for s in range(0, len(perm), step)]
     if group_by_length:
         order = torch.randperm(len(chunks), generator=g).tolist()
