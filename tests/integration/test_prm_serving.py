@@ -74,3 +74,37 @@ def test_server_answers_step_requests_with_the_api_scores(tokenizer_dirs, tmp_pa
         assert body["rewards"] == pytest.approx([w.reward for w in want], abs=1e-5)
         status, body = srv.post("/score", [{"prompt": PROMPT, "steps": ["ok", "  "]}])
         assert status == 422 and json.dumps(body).count("empty_step")
+
+
+def test_export_from_a_checkpoint_keeps_the_step_settings_and_the_trained_scores(tiny_model_dir, tmp_path):
+    """A checkpoint is rebuilt from the run's config: the step token must be added again (an embedding row) and
+    the step rendering must reach rewardkit.json, else the export scores other tokens than the training did.
+    With a constant lr, step 2 of a 4-step run is the final model of a 2-step run of the same seed."""
+    import rewardkit
+
+    from .test_prm import LAYOUTS, _config
+
+    def run(out, **extra):
+        cfg = _config(tiny_model_dir("llama"), LAYOUTS["documented"][0], None, out, loss="step_ce",
+                      data__steps={"step_token": "<|step|>", "separator": "\n"}, model__step_aggregate="mean",
+                      train__scheduler="constant", train__warmup_ratio=0.0, **extra)
+        return rewardkit.train(cfg)
+
+    run(tmp_path / "long", train__max_steps=4, train__save_every=2)
+    run(tmp_path / "short", train__max_steps=2)
+    trained = rewardkit.load_model(tmp_path / "short")
+    assert main(["export", str(tmp_path / "long" / "checkpoints" / "step-00000002"), str(tmp_path / "out")]) == 0
+    exported = Scorer.from_pretrained(tmp_path / "out")
+    steps = exported.meta.steps
+    assert steps["step_token"] == "<|step|>" and steps["separator"] == "\n" and exported.meta.step_aggregate == "mean"
+    tid = exported.tokenizer.convert_tokens_to_ids("<|step|>")
+    assert steps["step_token_id"] == tid == trained.meta.steps["step_token_id"]
+    serving = json.loads((tmp_path / "out" / SERVING_FILE).read_text())
+    assert serving["vllm"]["pooler_config"]["step_tag_id"] == tid and "warning" not in serving
+    want = trained.score_steps([PROMPT, "Start at 1. Add 1."], [STEPS, ["1 + 1 = 2"]])
+    got = exported.score_steps([PROMPT, "Start at 1. Add 1."], [STEPS, ["1 + 1 = 2"]])
+    for w, g in zip(want, got, strict=True):
+        assert g.step_rewards == pytest.approx(w.step_rewards, abs=1e-5)
+        assert g.reward == pytest.approx(w.reward, abs=1e-5)
+    enc = exported.step_encoder.encode(Stepwise(PROMPT, STEPS, [None, None], "t"))
+    assert [enc.input_ids[e] for e in enc.step_ends] == [tid, tid]

@@ -101,6 +101,7 @@ def _load_checkpoint(ckpt: Path) -> Source:
     from ..config import load_config
     from ..models.reward_model import build_meta, build_model
     from ..training.checkpoint import MARKER
+    from ..training.tasks import make_task
 
     run = ckpt.parent.parent
     if not (ckpt / MARKER).exists():
@@ -109,14 +110,18 @@ def _load_checkpoint(ckpt: Path) -> Source:
         raise FileNotFoundError(f"{run / 'config.yaml'}: missing; a checkpoint is rebuilt from its run's config")
     cfg = load_config(run / "config.yaml")
     model, tokenizer, kind = build_model(cfg.model, seed=cfg.train.seed)
+    # the task prepares the model as the trainer did before the checkpoint (the step task adds its step token
+    # and an embedding row) and adds its rendering to the meta (the step separator / token): the trainer's calls
+    task = make_task(cfg, model, tokenizer)
     missing, unexpected = load_model(model, str(ckpt / "model.safetensors"), strict=False)
     if missing or unexpected:
         raise ExportError(f"{ckpt / 'model.safetensors'}: does not match the model built from {run / 'config.yaml'} "
                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
     state = json.loads((ckpt / "trainer_state.json").read_text()) if (ckpt / "trainer_state.json").exists() else {}
-    meta = build_meta(model, tokenizer, cfg.data, cfg.model.name,  # the same call the trainer makes
-                      training={"steps": state.get("step"), "loss": cfg.loss.name, "checkpoint": ckpt.name})
+    meta = task.annotate_meta(build_meta(model, tokenizer, cfg.data, cfg.model.name,  # the trainer's call
+                                         training={"steps": state.get("step"), "loss": cfg.loss.name,
+                                                   "checkpoint": ckpt.name}))
     return Source(model, tokenizer, meta, "checkpoint", ckpt, run)
 
 
