@@ -249,8 +249,9 @@ class JudgeConfig:
 
     mode: Literal["pointwise", "pairwise"] = "pointwise"
     """`pointwise`: reward = logit(yes_token) - logit(no_token) after `question`; `pairwise`: both replies in one
-    context, margin = logit(a_token) - logit(b_token), averaged over both orders (benchmarks and the Python API;
-    the trainer, scorer and server take pointwise judges)."""
+    context, m = logit(a_token) - logit(b_token), averaged over both orders (margin (m(x, y) - m(y, x)) / 2, the
+    position bias reported beside it); trains on pairs (bradley_terry, log_exp), scored with Scorer.compare and
+    POST /compare (rewardkit/judge_scoring.py)."""
     style: Literal["auto", "chat", "plain"] = "auto"
     """`chat`: the tokenizer's chat template; `plain`: Human:/Assistant: text ending in `Answer:`; `auto`: chat
     when the tokenizer has a chat template."""

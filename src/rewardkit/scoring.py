@@ -179,6 +179,25 @@ class Scorer:
     def is_ensemble(self) -> bool:
         return self.model.spec.head == "ensemble"
 
+    @property
+    def is_pairwise_judge(self) -> bool:
+        """A pairwise LM-head judge: it compares two responses (:meth:`compare`), it has no single reward."""
+        return bool(getattr(self.renderer, "pairwise", False))
+
+    def compare(self, prompts: Sequence[Text], a: Sequence[Text], b: Sequence[Text], both_orders: bool = True):
+        """A pairwise judge's :class:`~rewardkit.judge_scoring.PairJudgement` of ``a`` over ``b`` per prompt:
+        the order-averaged margin and the position bias (``both_orders``; see :mod:`rewardkit.judge_scoring`)."""
+        from .judge_scoring import compare
+
+        return compare(self, prompts, a, b, both_orders)
+
+    def score_against(self, prompts: Sequence[Text], responses: Sequence[Text], references: Sequence[Text],
+                      both_orders: bool = True) -> list[float | None]:
+        """A pairwise judge's reward for each response: its order-averaged margin over ``references``."""
+        from .judge_scoring import score_against
+
+        return score_against(self, prompts, responses, references, both_orders)
+
     def uncertainty_encoded(self, seqs: Sequence[Encoded], aggregate: str | None = None,
                             beta: float | None = None) -> list[dict]:
         """Ensemble head: per sequence ``reward`` (the aggregate: ``aggregate`` / ``beta`` or the stored ones),
@@ -222,6 +241,10 @@ class Scorer:
         """Rewards for each (prompt, response); ``normalize`` applies the stored mean/std."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if self.is_pairwise_judge:
+            from .data.judge_encode import PAIRWISE_ONLY
+
+            raise ValueError(PAIRWISE_ONLY + "; or score_against(prompts, responses, references)")
         if self.meta.head == "step":  # a process reward model: the response's steps, its aggregate reward
             from .step_scoring import split_steps
 
@@ -243,6 +266,11 @@ class Scorer:
         """
         if prompts is None or completions is None:
             raise TypeError("a reward function is called with prompts=... and completions=...")
+        if self.is_pairwise_judge:  # a pairwise judge rewards each completion by its margin over a reference
+            if kwargs.get("reference") is None:
+                raise ValueError("a pairwise judge as a reward function compares each completion with a reference: "
+                                 "give the data set a 'reference' column (TRL passes it to the reward function)")
+            return self.score_against(list(prompts), list(completions), list(kwargs["reference"]))
         if self.is_ensemble:  # the uncertainty goes to TRL's completions table and metrics when it asks
             return self._ensemble_call(list(prompts), list(completions), kwargs)
         return self.score(list(prompts), list(completions), normalize=self.normalize_rewards)

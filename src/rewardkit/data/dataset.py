@@ -65,8 +65,10 @@ def encode_pairs(pairs: list[Pair], renderer: Renderer, encoder: SequenceEncoder
     out = []
     for p in pairs:
         # one group: an over-long pair loses the same prompt tokens from both sequences (identical contexts)
-        c, r = encoder.encode_group([renderer.render(p.prompt, p.chosen), renderer.render(p.prompt, p.rejected)],
-                                    p.where, names=("chosen", "rejected"))
+        # a pairwise judge (data/judge_encode.py): both replies in one context, chosen shown as A, then rejected
+        rendered = renderer.render_orders(p.prompt, p.chosen, p.rejected) if getattr(renderer, "pairwise", False) \
+            else [renderer.render(p.prompt, p.chosen), renderer.render(p.prompt, p.rejected)]
+        c, r = encoder.encode_group(rendered, p.where, names=("chosen", "rejected"))
         if c is None or r is None:
             continue
         out.append(EncodedPair(c, r, p.margin, p.where, _response_chars(p.chosen), _response_chars(p.rejected)))

@@ -15,23 +15,34 @@ from collections.abc import Sequence
 from ..config import JudgeConfig
 from .errors import DataError
 from .formats import Text
-from .judge_template import JudgeTemplateError, Piece, pointwise_pieces, tokenize_pieces
+from .judge_template import JudgeTemplateError, Piece, pairwise_pieces, pointwise_pieces, tokenize_pieces
 from .tokenize import Encoded, TruncationStats
+
+PAIRWISE_ONLY = ("model.judge.mode pairwise judges two responses in one context: it trains on pairs (loss "
+                 "bradley_terry or log_exp) and compares two responses (Scorer.compare, POST /compare); it has no "
+                 "reward for one response alone (use mode pointwise for that)")
 
 
 class JudgeRenderer:
-    """``render(prompt, response)`` -> the pointwise judge text as pieces."""
+    """``render(prompt, response)`` -> the pointwise judge text as pieces; a pairwise judge renders a pair in
+    both orders (:meth:`render_orders`)."""
 
     def __init__(self, tokenizer, cfg: JudgeConfig):
-        if cfg.mode != "pointwise":
-            raise ValueError("model.judge.mode pairwise compares two responses in one context: train and score it "
-                             "with rewardkit.models.judge.PairwiseJudge (or benchmarks/judge_data_efficiency.py); "
-                             "the trainer, scorer and server take pointwise judges")
         self.tokenizer, self.cfg = tokenizer, cfg
+        self.pairwise = cfg.mode == "pairwise"
         self.template, self.has_chat_template = "judge", bool(getattr(tokenizer, "chat_template", None))
 
     def render(self, prompt: Text, response: Text) -> list[Piece]:
+        if self.pairwise:
+            raise ValueError(PAIRWISE_ONLY)
         return pointwise_pieces(self.cfg, self.tokenizer, prompt, response)
+
+    def render_orders(self, prompt: Text, first: Text, second: Text) -> list[list[Piece]]:
+        """A pairwise judge's two contexts of one pair: ``first`` shown as A, then ``second`` shown as A. Encoded
+        as one group (the same conversation cut in both), their outputs' difference is the order-averaged margin
+        of ``first`` over ``second`` (models/judge.py, ``PAIRWISE_SCALE``)."""
+        return [pairwise_pieces(self.cfg, self.tokenizer, prompt, first, second),
+                pairwise_pieces(self.cfg, self.tokenizer, prompt, second, first)]
 
 
 class JudgeEncoder:

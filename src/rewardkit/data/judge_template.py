@@ -187,7 +187,10 @@ def pointwise_pieces(cfg: JudgeTemplateConfig, tokenizer, prompt: Text, response
 def pairwise_pieces(cfg: JudgeTemplateConfig, tokenizer, prompt: Text, reply_a: Text, reply_b: Text) -> list[Piece]:
     """The pairwise judge text with ``reply_a`` shown as A and ``reply_b`` as B (call twice for both orders)."""
     conv = as_messages(prompt, "user")
-    values = {"conversation": Piece(transcript(conv), "left", 0), "reply_a": Piece(_reply_text(reply_a), "right", 1),
+    # reply A marks where the two orders of one pair first differ (the response start: the conversation before it
+    # is the prefix that shared-prompt packing computes once for both orders)
+    values = {"conversation": Piece(transcript(conv), "left", 0),
+              "reply_a": Piece(_reply_text(reply_a), "right", 1, reply=True),
               "reply_b": Piece(_reply_text(reply_b), "right", 1), "question": Piece(cfg.pairwise_question)}
     for name in ("conversation", "reply_a", "reply_b"):
         if "{" + name + "}" not in cfg.pairwise_format:

@@ -133,6 +133,12 @@ def _evaluate_pairs(scorer: Scorer, split: SplitConfig, parsed: list[Pair], grou
         metrics["uncertainty"] = uncertainty_report(k[:n], k[n:], scorer.aggregate or spec.ensemble_aggregate,
                                                     scorer.beta if scorer.beta is not None else spec.ensemble_beta,
                                                     n_boot=n_boot, seed=seed)
+    if scorer.is_pairwise_judge:  # each pair's rows are its two orders (judge_scoring.py): r_c + r_r is the bias
+        # consistency: the same reply wins in both orders (m(x, y) and m(y, x) differ in sign)
+        metrics["position_bias"] = {"mean": float(np.mean(r_c + r_r)),
+                                    "consistency": float(np.mean((r_c > 0) != (r_r > 0))),
+                                    "accuracy_chosen_as_a": float(np.mean(r_c > 0)),
+                                    "accuracy_chosen_as_b": float(np.mean(r_r < 0))}
     groups = [group_of.get(p.where, MISSING) for p in encoded] if group_of is not None else None
     if groups is not None:
         metrics["by"] = {"column": by, "groups": pairwise_breakdown(r_c, r_r, groups, n_boot=n_boot, seed=seed)}

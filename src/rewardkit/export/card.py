@@ -98,7 +98,31 @@ def _judge_usage(meta: ModelMeta) -> list[str]:
             "```bash", str(j.get("vllm_command")), "```"]
 
 
+def _pairwise_judge_usage(meta: ModelMeta) -> list[str]:
+    j = meta.judge or {}
+    a, b = j.get("pos_token_id"), j.get("neg_token_id")
+    return ["## How to use it", "",
+            f"A pairwise LM-head judge: a causal LM shown the conversation and two replies, asked "
+            f"`{j.get('pairwise_question')}`; `m(x, y) = logit({j.get('pos_piece')!r}) - logit({j.get('neg_piece')!r})`"
+            f" of the next token (token ids {a} and {b}) with x shown as A. The preference of x over y is the "
+            "order-averaged `(m(x, y) - m(y, x)) / 2` (antisymmetric); `(m(x, y) + m(y, x)) / 2` is the judge's "
+            "position bias.", "",
+            "```python", "import rewardkit", "scorer = rewardkit.load_model(\"PATH\")",
+            "scorer.compare([prompt], [x], [y])[0].margin   # also .position_bias",
+            "# plain transformers: the judge text in both orders, the two logits at its last token",
+            "from rewardkit.models.judge import judge_text",
+            "def m(first, second):",
+            "    ids = tok(judge_text(tok, meta['judge'], prompt, first, second), add_special_tokens=False,"
+            " return_tensors='pt').input_ids",
+            "    z = AutoModelForCausalLM.from_pretrained(\"PATH\")(ids).logits[0, -1]",
+            f"    return z[{a}] - z[{b}]", "margin = (m(x, y) - m(y, x)) / 2", "```", "",
+            "Served by vLLM as a one-label classifier (its classify output is sigmoid(m) of one order):", "",
+            "```bash", str(j.get("vllm_command")), "```"]
+
+
 def _usage_section(meta: ModelMeta, compatible: bool, weights: list[float] | None = None) -> list[str]:
+    if meta.judge and meta.judge.get("mode") == "pairwise":  # two replies in one context, both orders
+        return _pairwise_judge_usage(meta)
     if meta.judge:  # an LM-head judge (head_kinds: lm_head): a causal LM, and vLLM's classifier command
         return _judge_usage(meta)
     sep = json.dumps(meta.separator)

@@ -287,7 +287,17 @@ def _probes(src: Source) -> tuple[list, int]:
 def _score_source(src: Source, probes: list) -> list[float]:
     from ..scoring import Scorer
 
-    return Scorer(src.model, src.tokenizer, src.meta).score([p for p, _ in probes], [r for _, r in probes])
+    return probe_rewards(Scorer(src.model, src.tokenizer, src.meta), probes)
+
+
+def probe_rewards(scorer, probes: list) -> list[float]:
+    """The probes' rewards; a pairwise judge compares each probe's response with the next probe's, and its values
+    are the two orders' margins ``m(x, y)``, ``m(y, x)`` of each comparison (what a consumer computes)."""
+    prompts, responses = [p for p, _ in probes], [r for _, r in probes]
+    if scorer.is_pairwise_judge:
+        judged = scorer.compare(prompts, responses, responses[1:] + responses[:1])
+        return [v for j in judged for v in (j.margin_a_first, j.margin_b_first)]
+    return scorer.score(prompts, responses)
 
 
 def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: str, compatible: bool,
@@ -295,7 +305,7 @@ def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: st
     from ..scoring import Scorer
 
     exported = Scorer.from_pretrained(out)
-    after = exported.score([p for p, _ in probes], [r for _, r in probes])
+    after = probe_rewards(exported, probes)
     fidelity = max(abs(a - b) for a, b in zip(before, after, strict=True))
     checks = {"probes": len(probes), "chat_probes": n_chat, "fidelity_max_abs_diff": fidelity}
     if not math.isfinite(fidelity) or fidelity > FIDELITY_TOL[dtype]:
@@ -327,10 +337,16 @@ def _verify_judge(exported, probes: list, after: list[float]) -> float:
     from ..models.judge import judge_text
 
     tok, hf, settings = exported.tokenizer, exported.model.transformer, exported.meta.judge
+    if exported.is_pairwise_judge:  # both orders of each probe against the next one, as probe_rewards
+        others = [r for _, r in probes[1:] + probes[:1]]
+        texts = [judge_text(tok, settings, p, x, y) for (p, r), o in zip(probes, others, strict=True)
+                 for x, y in ((r, o), (o, r))]
+    else:
+        texts = [judge_text(tok, settings, p, r) for p, r in probes]
     consumer = []
     with torch.no_grad():
-        for p, r in probes:
-            ids = tok(judge_text(tok, settings, p, r), add_special_tokens=False, return_tensors="pt").input_ids
+        for text in texts:
+            ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
             z = hf(input_ids=ids).logits[0, -1].float()
             consumer.append(float(z[settings["pos_token_id"]] - z[settings["neg_token_id"]]))
     interop = max(abs(a - b) for a, b in zip(after, consumer, strict=True))

@@ -159,11 +159,15 @@ def card_section(manifest: dict) -> list[str]:
 def _judge_manifest(meta: ModelMeta) -> dict:
     """An LM-head judge (``model.head: judge``): what vLLM is told and what it returns."""
     judge = meta.judge or {}
+    pairwise = judge.get("mode") == "pairwise"
     return {
         "problem_type": None,
-        "activation": "vLLM classify returns sigmoid(reward); reward = log(p / (1 - p))",
+        "activation": "vLLM classify returns sigmoid(m); m = log(p / (1 - p))" if pairwise else
+                      "vLLM classify returns sigmoid(reward); reward = log(p / (1 - p))",
         "outputs": 1,
-        "reward": "logit(yes) - logit(no) of the next token after the judge text",
+        "reward": ("pairwise: m(x, y) = logit(A) - logit(B) after the judge text with x shown as A; the preference "
+                   "of x over y is (m(x, y) - m(y, x)) / 2, the position bias (m(x, y) + m(y, x)) / 2") if pairwise
+                  else "logit(yes) - logit(no) of the next token after the judge text",
         "pooling": "LAST",
         "tokenizer_appends_score_token": False,
         "judge_text": "the judge template rendered by rewardkit (rewardkit.models.judge.judge_text)",

@@ -227,6 +227,10 @@ class Judge(HeadKind):
 
     def card_lines(self, meta, weights):
         j = meta.judge or {}
+        if j.get("mode") == "pairwise":
+            return [f"A pairwise judge: `m = logit({j.get('pos_piece')!r}) - logit({j.get('neg_piece')!r})` at the "
+                    "end of the judge text showing both replies; each order's output is m / 2, so a pair's two "
+                    "orders differ by the order-averaged margin."]
         return [f"The reward is `logit({j.get('pos_piece')!r}) - logit({j.get('neg_piece')!r})` of the causal LM's "
                 "next token at the end of the judge text (no head of its own)."]
 

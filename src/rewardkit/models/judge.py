@@ -18,7 +18,13 @@ from torch import nn
 
 from ..config import JudgeConfig
 from ..data.judge_encode import JudgeEncoder, JudgeRenderer
-from ..data.judge_template import answer_token_ids, pieces_text, pointwise_pieces, resolve_style
+from ..data.judge_template import (
+    answer_token_ids,
+    pairwise_pieces,
+    pieces_text,
+    pointwise_pieces,
+    resolve_style,
+)
 from .judge_readout import token_margin
 
 log = logging.getLogger(__name__)
@@ -31,20 +37,40 @@ class JudgeHead(nn.Module):
     tied embeddings and full fine-tuning all see the one LM head), kept outside the module tree so that the
     state dict has no duplicate key."""
 
-    def __init__(self, owner: nn.Module, pos_id: int, neg_id: int):
+    def __init__(self, owner: nn.Module, pos_id: int, neg_id: int, scale: float = 1.0):
         super().__init__()
         object.__setattr__(self, "_owner", owner)
-        self.pos_id, self.neg_id = pos_id, neg_id
+        self.pos_id, self.neg_id, self.scale = pos_id, neg_id, scale
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return token_margin(hidden, self._owner.get_output_embeddings(), self.pos_id, self.neg_id)[:, None]
+        margin = token_margin(hidden, self._owner.get_output_embeddings(), self.pos_id, self.neg_id)[:, None]
+        return margin * self.scale if self.scale != 1.0 else margin
+
+
+PAIRWISE_SCALE = 0.5
+"""A pairwise judge's per-sequence output: half its ``logit(A) - logit(B)``. A pair is encoded as two sequences,
+(chosen shown as A) and (rejected shown as A), so the difference of their outputs is the order-averaged margin
+``(m(x, y) - m(y, x)) / 2`` and their sum the position bias (:func:`~rewardkit.models.judge_readout.order_averaged`):
+every pairwise path (Bradley-Terry and log-exp training, packed pairs, evaluation) then trains and measures the
+order-averaged margin without a branch of its own."""
+
+
+def is_pairwise(settings: dict | None) -> bool:
+    return bool(settings) and settings.get("mode") == "pairwise"
+
+
+def judge_head(owner: nn.Module, settings: dict) -> JudgeHead:
+    """The judge head of a model whose ``rewardkit.json`` judge settings are ``settings``."""
+    scale = PAIRWISE_SCALE if is_pairwise(settings) else 1.0
+    return JudgeHead(owner, settings["pos_token_id"], settings["neg_token_id"], scale)
 
 
 def judge_settings(cfg: JudgeConfig, tokenizer) -> dict:
     """What ``rewardkit.json`` records for a judge: the template settings, the resolved style and token ids,
     and the template's last token (the score token)."""
     pos, neg = answer_token_ids(cfg, tokenizer, "pointwise" if cfg.mode == "pointwise" else "pairwise")
-    probe = pointwise_pieces(cfg, tokenizer, "Hi", "Hello")
+    probe = pointwise_pieces(cfg, tokenizer, "Hi", "Hello") if cfg.mode == "pointwise" else \
+        pairwise_pieces(cfg, tokenizer, "Hi", "Hello", "Hey")
     last = tokenizer(pieces_text(probe), add_special_tokens=False)["input_ids"][-1]
     return {**{k: getattr(cfg, k) for k in JudgeConfig.__dataclass_fields__}, "resolved_style":
             resolve_style(cfg, tokenizer), "pos_token_id": pos, "neg_token_id": neg, "score_token_id": last,
@@ -91,7 +117,9 @@ def vllm_command(model_dir: str, settings: dict, architecture: str) -> str:
     With ``method: from_2_way_softmax`` vLLM loads the causal LM as a sequence classifier whose one weight row is
     ``W[tokens[1]] - W[tokens[0]]`` (tokens given as vocabulary pieces: ``[no, yes]``), read at the last token:
     the logit is rewardkit's reward ``logit(yes) - logit(no)``; its classify output is that logit's sigmoid, so
-    ``reward = log(p / (1 - p))``. Requests send the judge text (what :func:`judge_text` renders)."""
+    ``reward = log(p / (1 - p))``. Requests send the judge text (what :func:`judge_text` renders). A pairwise
+    judge is served the same way with tokens ``[B, A]``: ``log(p / (1 - p))`` is ``m = logit(A) - logit(B)`` of
+    one order; the order-averaged margin is ``(m(x, y) - m(y, x)) / 2``."""
     seq_cls = architecture.replace("ForCausalLM", "ForSequenceClassification")
     overrides = json.dumps({"architectures": [seq_cls], "classifier_from_token": [settings["neg_piece"],
                                                                                   settings["pos_piece"]],
@@ -99,9 +127,16 @@ def vllm_command(model_dir: str, settings: dict, architecture: str) -> str:
     return f"vllm serve {model_dir} --runner pooling --convert classify --hf-overrides '{overrides}'"
 
 
-def judge_text(tokenizer, settings: dict, prompt, response) -> str:
-    """The judge text of one (prompt, response) as a text-in server (vLLM) must receive it."""
-    return pieces_text(pointwise_pieces(judge_config_from_meta(settings), tokenizer, prompt, response))
+def judge_text(tokenizer, settings: dict, prompt, response, response_b=None) -> str:
+    """The judge text as a text-in server (vLLM) must receive it: of one (prompt, response) for a pointwise
+    judge; for a pairwise judge of (prompt, ``response`` shown as A, ``response_b`` shown as B): send both
+    orders, ``judge_text(t, s, p, x, y)`` and ``judge_text(t, s, p, y, x)``, and average (the model card says how)."""
+    cfg = judge_config_from_meta(settings)
+    if is_pairwise(settings):
+        if response_b is None:
+            raise ValueError("a pairwise judge's text shows two responses: pass response_b")
+        return pieces_text(pairwise_pieces(cfg, tokenizer, prompt, response, response_b))
+    return pieces_text(pointwise_pieces(cfg, tokenizer, prompt, response))
 
 
 class PairwiseJudge:

@@ -242,7 +242,7 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
 
 def build_judge_model(cfg) -> tuple[RewardModel, object, str]:
     """``head: judge``: the backbone as a causal LM, read by its own LM head (no new parameters)."""
-    from .judge import JudgeHead, apply_judge_lora, judge_settings, load_causal_lm
+    from .judge import apply_judge_lora, judge_head, judge_settings, load_causal_lm
 
     path, gguf = resolve_model(cfg.name, cfg.gguf_file)
     tokenizer = load_tokenizer(path, gguf, cfg.trust_remote_code)
@@ -260,7 +260,7 @@ def build_judge_model(cfg) -> tuple[RewardModel, object, str]:
     if cfg.lora is not None:
         hf = apply_judge_lora(hf, cfg.lora)
     model = RewardModel(hf, "decoder", HeadSpec(head="judge", pooling="last"))
-    model.judge_head = JudgeHead(hf, settings["pos_token_id"], settings["neg_token_id"])
+    model.judge_head = judge_head(hf, settings)
     model.judge_settings = settings
     return model, tokenizer, "decoder"
 
@@ -328,11 +328,11 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
     meta = ModelMeta.load(directory)
     check_weights_dir(directory, "reward model")  # a truncated safetensors file: named, not a traceback
     if head_kind(meta.head).lm_head:
-        from .judge import JudgeHead, load_causal_lm
+        from .judge import judge_head, load_causal_lm
 
         hf = load_causal_lm(str(directory), None, trust_remote_code, directory_load=True).eval()
         model = RewardModel(hf, "decoder", HeadSpec(head="judge", pooling="last"))
-        model.judge_head = JudgeHead(hf, meta.judge["pos_token_id"], meta.judge["neg_token_id"])
+        model.judge_head = judge_head(hf, meta.judge)
         model.judge_settings = meta.judge
         return model.eval(), load_tokenizer(str(directory), None, trust_remote_code), meta
     hf = AutoModelForSequenceClassification.from_pretrained(

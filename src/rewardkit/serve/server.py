@@ -375,7 +375,19 @@ class RewardService:
                     raise _invalid([key], "this model is not an ensemble (model.head ensemble)", "value_error")
 
     # -- endpoints (body already read and parsed) -----------------------------------------------------------
+    def _check_single_reward(self) -> None:
+        if self.scorer.is_pairwise_judge:  # it compares two responses: POST /compare (serve/compare.py)
+            from ..data.judge_encode import PAIRWISE_ONLY
+
+            raise _invalid([], PAIRWISE_ONLY, "value_error")
+
+    async def compare(self, body: object) -> dict:
+        from .compare import compare_request
+
+        return await compare_request(self, body)
+
     async def score(self, body: object) -> dict:
+        self._check_single_reward()
         items = self._item_list(body, "items")
         normalize = body.get("normalize", self.cfg.normalize) if isinstance(body, dict) else self.cfg.normalize
         if not isinstance(normalize, bool):
@@ -396,6 +408,7 @@ class RewardService:
     async def get_reward(self, body: object) -> dict:
         if not isinstance(body, dict):
             raise _invalid([], "expected an object with 'query' (and 'prompts', 'labels')", "type_error")
+        self._check_single_reward()
         queries, prompts = self._query_lists(body)
         self._check_ensemble_keys(body)
         with self._bounded(body):
@@ -512,6 +525,7 @@ def create_app(scorer: Scorer, cfg: ServerConfig | None = None):
         await service.batcher.stop()
 
     app = Starlette(routes=[scoring("/score", service.score), scoring("/get_reward", service.get_reward),
+                            scoring("/compare", service.compare),
                             Route("/health", health), Route("/metrics", metrics)], lifespan=lifespan)
     app.state.service = service
     return app
