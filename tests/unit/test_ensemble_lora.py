@@ -177,3 +177,23 @@ def test_member_layer_is_peft_lora_forward():
     layer.member = 1
     want = base(x) + 2.0 * (x @ layer.lora_A[1].T @ layer.lora_B[1].T)  # scaling alpha / r = 2
     assert torch.allclose(layer(x), want, atol=1e-5)
+
+
+def test_the_memory_plan_counts_one_backbone_forward_per_member(tiny_model_dir):
+    from rewardkit.training.resolve import activation_bytes_per_token, model_facts
+
+    model, _, _ = _build(tiny_model_dir("llama"))
+    plain, _, _ = build_model(ModelConfig(name=str(tiny_model_dir("llama")), head="ensemble", ensemble_size=K))
+    facts, one = model_facts(model), model_facts(plain)
+    assert facts.layers == K * one.layers
+    assert activation_bytes_per_token(facts, False) == K * activation_bytes_per_token(one, False)
+
+
+def test_packed_rows_pick_the_tree_kernel_for_lora_members_as_for_the_plain_model(tiny_model_dir):
+    from rewardkit.models import tree_attention
+    from rewardkit.models.packed import select_attention
+
+    model, _, _ = _build(tiny_model_dir("llama"))
+    plain, _, _ = build_model(ModelConfig(name=str(tiny_model_dir("llama")), head="ensemble", ensemble_size=K))
+    cpu = torch.device("cpu")
+    assert select_attention(plain, "auto", cpu) == select_attention(model, "auto", cpu) == tree_attention.NAME

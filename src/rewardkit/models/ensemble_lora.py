@@ -138,6 +138,11 @@ class LoraEnsembleModel(RewardModel):
         self.layers = layers  # a plain dict: the modules are registered once, inside hf
         self.lora = lora
 
+    @property
+    def forward_passes(self) -> int:
+        """Backbone forwards per batch (training/resolve.py plans K times one model's activations)."""
+        return int(self.spec.ensemble_size)
+
     @contextlib.contextmanager
     def member(self, k: int):
         """Switch every adapted layer to member ``k``'s adapter for the block."""
