@@ -164,6 +164,8 @@ def _uncertainty_summary(u: dict) -> list[str]:
     quant = ", ".join(f"{q['accuracy']:.3f}" for q in u["by_quantile"])
     return [f"ensemble ({u['heads']} heads, reward {u['aggregate']}); uncertainty = std of the heads' margins",
             f"  AUROC(std -> wrong) {_ci_text(u, 'auroc_std')}   single-head -|margin| {_ci_text(u, 'auroc_margin')}",
+            f"  AUROC(heads voting against -> wrong) {_ci_text(u, 'auroc_disagreement')}   "
+            f"-|margin|/std {_ci_text(u, 'auroc_margin_z')}",
             f"  accuracy by std quartile (low -> high) {quant}",
             f"  ECE ensemble        {_ci_text(u, 'ece_ensemble')}   head 0 alone {_ci_text(u, 'ece_single_head')}",
             f"  accuracy head 0     {_ci_text(u, 'accuracy_single_head')}"]

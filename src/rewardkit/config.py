@@ -325,6 +325,10 @@ class ModelConfig:
     ensemble_freeze_backbone: bool = False
     """`head: ensemble`: train the K heads only, on a frozen backbone (cheap: no backward through the backbone;
     the heads then differ only by resample and init, so the uncertainty is narrower)."""
+    ensemble_members: Literal["heads", "lora"] = "heads"
+    """`head: ensemble`: `heads`: K linear heads on one backbone (one forward); `lora`: K LoRA adapters (settings
+    from `model.lora`) over one frozen backbone, each with its own head row, resample and seeded init: members
+    with their own features, at K forwards per score (rewardkit/models/ensemble_lora.py, docs/ensembles.md)."""
     gguf_file: str | None = None
     """Load the weights from this GGUF file inside `name` (a directory)."""
     lora: LoraConfig | None = None

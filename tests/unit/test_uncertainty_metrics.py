@@ -53,3 +53,17 @@ def test_auroc_is_undefined_when_no_pair_is_wrong_and_quantiles_cover_every_pair
     assert [x["count"] for x in q] == [3, 2] and q[0]["std_hi"] == 0.3
     with pytest.raises(ValueError, match="same shape"):
         pair_uncertainty(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_head_votes_and_margin_in_units_of_std_flag_wrong_pairs_when_std_grows_with_the_margin():
+    # the failure mode measured on hh-rlhf: confident right pairs have the largest spread, so std points the wrong
+    # way (AUROC 0); the share of heads voting against the ranking and -|margin|/std still find the wrong pairs
+    c = np.array([[10.0, 14.0, 6.0], [8.0, 12.0, 4.0], [-0.1, 0.1, -0.3], [-0.2, 0.05, -0.15]])
+    rep = uncertainty_report(c, np.zeros_like(c), "mean", n_boot=20)
+    assert rep["accuracy"] == 0.5 and rep["auroc_std"] == 0.0
+    assert rep["auroc_disagreement"] == 1.0 and rep["auroc_margin_z"] == 1.0
+    u = pair_uncertainty(c, np.zeros_like(c), "mean")
+    assert u["disagreement"].tolist() == pytest.approx([0.0, 0.0, 1 / 3, 1 / 3])
+    assert u["margin_z"][2] == pytest.approx(-0.1 / np.std([-0.1, 0.1, -0.3]))
+    one = pair_uncertainty(np.array([[1.0, 1.0]]), np.zeros((1, 2)), "mean")  # heads agree exactly: sure
+    assert one["margin_z"][0] == -np.inf and one["disagreement"][0] == 0.0

@@ -131,10 +131,13 @@ def fig_uncertainty(ev: PairEvaluation, path: Path) -> Path:
 
 def _uncertainty_section(m: dict) -> list[str]:
     u = m["uncertainty"]
-    rows = [[name, _fmt(u[key]), f"[{_fmt(u[key + '_ci'][0])}, {_fmt(u[key + '_ci'][1])}]"]
+    rows = [[name, _fmt(u.get(key)), f"[{_fmt((u.get(key + '_ci') or [None, None])[0])}, "
+                                      f"{_fmt((u.get(key + '_ci') or [None, None])[1])}]"]
             for name, key in (("accuracy (aggregate)", "accuracy"), ("accuracy (head 0 alone)", "accuracy_single_head"),
                               ("AUROC of std for a wrong pair", "auroc_std"),
                               ("AUROC of -|margin| of head 0 (single-model baseline)", "auroc_margin"),
+                              ("AUROC of the share of heads voting against the ranking", "auroc_disagreement"),
+                              ("AUROC of -|margin| / std", "auroc_margin_z"),
                               ("ECE, ensemble mean probability", "ece_ensemble"), ("ECE, head 0", "ece_single_head"))]
     return [f"<h2>Ensemble uncertainty ({u['heads']} heads, reward = {html.escape(u['aggregate'])})</h2>",
             "<p class=note>uncertainty of a pair: population std over the heads of r_chosen - r_rejected.</p>",

@@ -9,6 +9,11 @@ offset, which pairwise training leaves free).
   ties of the aggregates are left out). ``auroc_margin`` is the baseline a single model already has: AUROC of
   ``-|d_0|`` (head 0's own margin; a small margin is an unsure pair). The ensemble's std is useful beyond one
   model when it beats that baseline.
+* Two read-outs of the same K margins that do not grow with the margin's size (measured: the std alone does,
+  so it flags the confident pairs, docs/ensembles.md): ``auroc_disagreement``, AUROC of the share of heads
+  whose margin has the other sign than the aggregate's (the heads vote against the ranking), and
+  ``auroc_margin_z``, AUROC of ``-|margin| / std`` (the aggregate margin in units of the heads' spread: small
+  when the ranking is within the heads' noise; an exact 0 std counts as sure).
 * ``by_quantile``: accuracy in equal-count bins of std, lowest uncertainty first.
 * calibration: ECE (the 10-bin rule of eval/metrics.py) of the ensemble's preference probability
   ``mean_k sigmoid(d[b, k])`` against a single head's ``sigmoid(d[b, 0])``.
@@ -47,8 +52,11 @@ def pair_uncertainty(z_chosen: ArrayLike, z_rejected: ArrayLike, how: str = "mea
     margin = _aggregate(c, how, beta) - _aggregate(r, how, beta)
     correct = np.where(margin > 0, 1.0, np.where(margin < 0, 0.0, 0.5))
     p_heads = sigmoid(d.reshape(-1)).reshape(d.shape)  # metrics.sigmoid is 1-D
-    return {"correct": correct, "std": d.std(1), "margin": margin, "p_ensemble": p_heads.mean(1),
-            "p_single": sigmoid(d[:, 0]), "margin_single": d[:, 0]}
+    std = d.std(1)
+    against = (np.sign(d) * np.sign(margin)[:, None] < 0).mean(1)  # heads voting the other way
+    z = np.divide(np.abs(margin), std, out=np.full_like(margin, np.inf), where=std > 0)
+    return {"correct": correct, "std": std, "margin": margin, "p_ensemble": p_heads.mean(1),
+            "p_single": sigmoid(d[:, 0]), "margin_single": d[:, 0], "disagreement": against, "margin_z": -z}
 
 
 def _auroc_wrong(score: np.ndarray, correct: np.ndarray) -> float:
@@ -92,6 +100,8 @@ def uncertainty_report(z_chosen: ArrayLike, z_rejected: ArrayLike, how: str = "m
         "accuracy_single_head": lambda i: float(single_correct[i].mean()),
         "auroc_std": lambda i: _auroc_wrong(u["std"][i], u["correct"][i]),
         "auroc_margin": lambda i: _auroc_wrong(-np.abs(u["margin_single"][i]), single_correct[i]),
+        "auroc_disagreement": lambda i: _auroc_wrong(u["disagreement"][i], u["correct"][i]),
+        "auroc_margin_z": lambda i: _auroc_wrong(u["margin_z"][i], u["correct"][i]),
         "ece_ensemble": lambda i: _ece(u["p_ensemble"][i], bins),
         "ece_single_head": lambda i: _ece(u["p_single"][i], bins),
     }

@@ -182,7 +182,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     # scored before anything below touches the model (the cast is in place when there is no LoRA copy)
     before = _score_source(src, probes) if verify else []
 
-    hf = merged_finite(src.model.hf)
+    hf = merged_finite(src.model.plain_hf())  # a K LoRA ensemble: the backbone without its adapters
     _drop_dequantized_gguf_marker(hf)
     hf = hf.to(_DTYPES[dtype])
     tok = src.tokenizer  # changed in place below: the source is not used after this point
@@ -190,6 +190,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     head_kind(src.meta.head).export_config(hf.config, src.meta)  # e.g. label names for multi
     apply_problem_type(hf.config, how)  # raw outputs in vLLM / SGLang / the pipeline, not a sigmoid
     hf.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
+    src.model.save_members(out, _DTYPES[dtype])  # a K LoRA ensemble: adapters/member_k (peft format)
     # a judge's text already ends where the answer goes (the assistant turn start): nothing is appended
     lm_head = head_kind(src.meta.head).lm_head
     if not lm_head:
@@ -317,6 +318,10 @@ def _verify(out: Path, probes: list, n_chat: int, before: list[float], dtype: st
         # rewardkit loaded these with AutoTokenizer and AutoModelForSequenceClassification (fp32), as a consumer
         # would; the consumer's forward is the transformers class's own (last non-pad token, its own head)
         tok, hf = exported.tokenizer, exported.model.transformer
+        if exported.meta.ensemble_members == "lora":  # the card's recipe: transformers + peft, one adapter each
+            from ..models.ensemble_lora import PeftMembers
+
+            hf = PeftMembers(out)
         consumer = []
         with torch.no_grad():
             for p, r in probes:

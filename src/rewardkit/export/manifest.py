@@ -32,6 +32,10 @@ def engine_support(meta: ModelMeta, readout: str) -> tuple[bool, str]:
     if readout == "judge":  # a causal LM: vLLM converts it into a classifier from two answer tokens
         return True, ("LM-head judge: vLLM --convert classify with from_2_way_softmax gives sigmoid(reward); "
                       "reward = log(p / (1 - p)); SGLang has no such conversion")
+    if meta.head == "ensemble" and meta.ensemble_members == "lora":
+        return False, ("an ensemble of K LoRA adapters: member k's reward needs its own adapter "
+                       "(adapters/member_k), and vLLM / SGLang would score the base without them: serve it with "
+                       "`rewardkit serve`, or score each adapter with peft (the card's recipe)")
     if meta.head == "classifier":
         return True, "2 outputs (reject, accept) as raw logits; the reward is the card's formula of them"
     if meta.head == "multi":

@@ -18,7 +18,8 @@ Variants and their trade-off (docs/ensembles.md):
   are diverse only above the shared features, so the uncertainty is under-estimated next to K separate models;
 * ``ensemble_freeze_backbone``: only the K heads train (linear probes on fixed features): cheapest (no backward
   through the backbone), least diverse and usually less accurate;
-* K LoRA adapters (a diverse backbone per member, K times the forward cost): NOT built.
+* ``ensemble_members: lora``: K LoRA adapters over one frozen backbone, one per member (its own features, K
+  forwards per score): :mod:`rewardkit.models.ensemble_lora`.
 
 The reward is one aggregate of the K rewards (:func:`aggregate`): ``mean``, worst-case ``min`` or the
 conservative ``mean_minus_std`` = mean - beta * std (population std over the K heads), stored in
@@ -145,6 +146,8 @@ class Ensemble(HeadKind):
         beta = spec.ensemble_beta
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
             raise ValueError(f"model.ensemble_beta must be a finite number >= 0, got {beta!r}")
+        if spec.ensemble_members not in (None, "heads", "lora"):
+            raise ValueError(f"model.ensemble_members must be heads or lora, got {spec.ensemble_members!r}")
 
     def combine(self, z, spec, extras):
         return aggregate(z, spec.ensemble_aggregate, spec.ensemble_beta)
@@ -161,10 +164,16 @@ class Ensemble(HeadKind):
         return aggregate(z, meta.ensemble_aggregate, meta.ensemble_beta)
 
     def export_manifest(self, meta) -> dict:
-        return {"ensemble": {"heads": int(meta.ensemble_size), "labels": [f"head_{i}" for i in
-                                                                          range(int(meta.ensemble_size))],
-                             "aggregate": meta.ensemble_aggregate, "beta": meta.ensemble_beta,
-                             "reward": self._formula(meta), "uncertainty": "logits.std(-1, correction=0)"}}
+        k = int(meta.ensemble_size)
+        info = {"heads": k, "labels": [f"head_{i}" for i in range(k)], "aggregate": meta.ensemble_aggregate,
+                "beta": meta.ensemble_beta, "reward": self._formula(meta),
+                "uncertainty": "logits.std(-1, correction=0)", "members": meta.ensemble_members or "heads"}
+        if meta.ensemble_members == "lora":  # logits[:, k] comes from member k's own adapter (ensemble_lora.py)
+            from .ensemble_lora import CONSUMER_RECIPE, member_dir
+
+            info["adapters"] = [member_dir(i) for i in range(k)]
+            info["consumer"] = CONSUMER_RECIPE
+        return {"ensemble": info}
 
     @staticmethod
     def _formula(meta) -> str:
@@ -174,6 +183,17 @@ class Ensemble(HeadKind):
 
     def card_lines(self, meta, weights):
         k, how, formula = meta.ensemble_size, meta.ensemble_aggregate, self._formula(meta)
+        if meta.ensemble_members == "lora":
+            from .ensemble_lora import CONSUMER_RECIPE
+
+            return [f"This is an ensemble of {k} LoRA adapters over one frozen backbone (member k: adapter "
+                    f"`adapters/member_k` and head row k, each trained on its own bootstrap resample of the pairs). "
+                    f"**Plain transformers on this directory alone gives the base backbone's {k} heads without "
+                    "the adapters, which are not the rewards.** Score each member with peft and read column k "
+                    f"(`DIR` this directory, `K` = {k}):", "", "```python", CONSUMER_RECIPE, "```", "",
+                    f"The reward is `{formula}` of those {k} columns (`{how}`, stored in rewardkit.json as "
+                    "`ensemble_aggregate` / `ensemble_beta`); their standard deviation is the uncertainty. "
+                    "vLLM and SGLang would serve the base without adapters: use `rewardkit serve`."]
         return [f"This is an ensemble of {k} reward heads on one backbone (each trained on its own bootstrap "
                 f"resample of the pairs). Plain transformers returns the {k} rewards as `logits` (labels "
                 f"`head_0` .. `head_{k - 1}`); the reward is `{formula}` (`{how}`, stored in rewardkit.json as "

@@ -74,6 +74,9 @@ class HeadSpec:
     """``ensemble`` head only (None for the others): K heads, their aggregate and its beta (models/ensemble.py)."""
     ensemble_aggregate: str | None = None
     ensemble_beta: float | None = None
+    ensemble_members: str | None = None
+    """``ensemble``: ``heads`` (K heads on one backbone) or ``lora`` (K LoRA adapters, models/ensemble_lora.py);
+    None for other heads and for ensembles saved before it was recorded (those are ``heads``)."""
 
     @property
     def num_labels(self) -> int:
@@ -112,7 +115,7 @@ class HeadSpec:
                 "attribute_weights": self.attribute_weights, "mean_span": self.mean_span,
                 "step_outputs": self.step_outputs, "step_aggregate": self.step_aggregate,
                 "ensemble_size": self.ensemble_size, "ensemble_aggregate": self.ensemble_aggregate,
-                "ensemble_beta": self.ensemble_beta}
+                "ensemble_beta": self.ensemble_beta, "ensemble_members": self.ensemble_members}
 
 
 def spec_from_config(cfg, kind: str) -> HeadSpec:
@@ -126,7 +129,8 @@ def spec_from_config(cfg, kind: str) -> HeadSpec:
                     step_aggregate=getattr(cfg, "step_aggregate", "min"))
     if cfg.head == "ensemble":  # the other heads keep null here, so their rewardkit.json reads as before
         spec = dataclasses.replace(spec, ensemble_size=cfg.ensemble_size, ensemble_aggregate=cfg.ensemble_aggregate,
-                                   ensemble_beta=cfg.ensemble_beta)
+                                   ensemble_beta=cfg.ensemble_beta,
+                                   ensemble_members=getattr(cfg, "ensemble_members", "heads"))
     spec.validate(kind)
     return spec.resolve(kind)
 

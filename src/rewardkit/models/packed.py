@@ -24,6 +24,7 @@ Measured in ``benchmarks/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Literal
 
@@ -71,8 +72,8 @@ def select_attention(model: RewardModel, requested: Attention, device: torch.dev
         elif current == "eager":
             want = "eager"
         else:
-            want = "tree" if tree_attention.supports_tree_attention(tm, causal) else "sdpa"
-    elif requested == "tree" and not tree_attention.supports_tree_attention(tm, causal):
+            want = "tree" if _tree_supported(model, causal) else "sdpa"
+    elif requested == "tree" and not _tree_supported(model, causal):
         raise ValueError(f"train.attention: tree is not supported by {type(tm).__name__} (its layers do not pass "
                          "extra arguments to the attention function, or it needs a sliding window or "
                          "soft-capping); use sdpa")
@@ -91,6 +92,13 @@ def select_attention(model: RewardModel, requested: Attention, device: torch.dev
         tm.set_attn_implementation(name)
         log.info("packed rows: attention implementation %s (was %s)", name, current)
     return name
+
+
+def _tree_supported(model: RewardModel, causal: bool) -> bool:
+    # a K LoRA ensemble's layers run only with a member selected (models/ensemble_lora.py); any one will do here
+    member = getattr(model, "member", None)
+    with member(0) if member is not None else contextlib.nullcontext():
+        return tree_attention.supports_tree_attention(model.transformer, causal)
 
 
 def attention_cost(model: RewardModel) -> float | None:

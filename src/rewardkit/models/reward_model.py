@@ -64,6 +64,9 @@ class ModelMeta:
     `mean_minus_std`) of the K outputs, with `ensemble_beta` (models/ensemble.py). Null for other heads."""
     ensemble_aggregate: str | None = None
     ensemble_beta: float | None = None
+    ensemble_members: str | None = None
+    """`ensemble` head: `heads` (K heads on one backbone) or `lora` (K LoRA adapters under `adapters/`,
+    models/ensemble_lora.py); null for other heads and for ensembles saved before it was recorded (heads)."""
     score_token: str = ""
     """The token appended at the end of every rendered response and read for the reward (decoders)."""
     score_token_id: int | None = None
@@ -147,7 +150,7 @@ class RewardModel(nn.Module):
         """Write a directory that ``AutoModelForSequenceClassification.from_pretrained`` loads as it is."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        hf = self.hf
+        hf = self.plain_hf()
         if hasattr(hf, "merge_and_unload"):
             # LoRA: merge adapters into a copy, so the head (in modules_to_save) and adapters are both saved
             hf = copy.deepcopy(hf).merge_and_unload()
@@ -164,6 +167,15 @@ class RewardModel(nn.Module):
             arch = (hf.config.architectures or [type(hf).__name__])[0]
             meta.judge = {**(meta.judge or {}), "vllm_command": vllm_command(str(directory), meta.judge, arch)}
         meta.save(directory)
+        self.save_members(directory)
+
+    def plain_hf(self) -> nn.Module:
+        """The transformers model that ``save_pretrained`` and export write (a K LoRA ensemble: without its
+        adapters, models/ensemble_lora.py)."""
+        return self.hf
+
+    def save_members(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Weights written beside the transformers model (a K LoRA ensemble's adapters); none here."""
 
 
 def build_meta(model: RewardModel, tokenizer, data, base_model: str, training: dict,
@@ -235,6 +247,11 @@ def build_model(cfg, seed: int = 0) -> tuple[RewardModel, object, str]:
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if spec.head == "ensemble":
         _prepare_ensemble(hf, cfg, seed)
+    if spec.ensemble_members == "lora":  # K adapters over the frozen backbone (models/ensemble_lora.py)
+        from .ensemble_lora import build_lora_ensemble
+
+        return build_lora_ensemble(hf, kind, spec, cfg.lora, cfg.init_seed if cfg.init_seed is not None else seed), \
+            tokenizer, kind
     if cfg.lora is not None:
         hf = apply_lora(hf, cfg.lora)
     return RewardModel(hf, kind, spec), tokenizer, kind
@@ -276,6 +293,9 @@ def _prepare_ensemble(hf, cfg, seed: int) -> None:
     init_heads(linear, cfg.init_seed if cfg.init_seed is not None else seed,
                float(getattr(hf.config, "initializer_range", 0.02)))
     if cfg.ensemble_freeze_backbone:
+        if cfg.ensemble_members == "lora":
+            raise ValueError("model.ensemble_freeze_backbone: with ensemble_members lora the backbone is frozen "
+                             "already (only the K adapters and heads train); leave it false")
         if cfg.lora is not None:
             raise ValueError("model.ensemble_freeze_backbone and model.lora exclude each other (a frozen backbone "
                              "has no adapters to train)")
@@ -349,7 +369,11 @@ def load_reward_model(directory: str | Path, trust_remote_code: bool = False) ->
                     weighting=meta.weighting, attribute_weights=meta.attribute_weights, mean_span=span,
                     step_outputs=meta.step_outputs, step_aggregate=meta.step_aggregate,
                     ensemble_size=meta.ensemble_size, ensemble_aggregate=meta.ensemble_aggregate,
-                    ensemble_beta=meta.ensemble_beta)
+                    ensemble_beta=meta.ensemble_beta, ensemble_members=meta.ensemble_members)
+    if spec.ensemble_members == "lora":
+        from .ensemble_lora import load_lora_ensemble
+
+        return load_lora_ensemble(hf, meta.kind, spec, directory), tokenizer, meta
     model = RewardModel(hf, meta.kind, spec)
     model.extras.load(directory)  # weights plain transformers has no place for (learned attribute weights)
     return model.eval(), tokenizer, meta

@@ -118,7 +118,9 @@ def model_facts(model) -> ModelFacts:
     hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 0)
     return ModelFacts(parameters=sum(p.numel() for p in model.parameters()),
                       trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                      layers=getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1),
+                      # a K LoRA ensemble runs the backbone once per member: K times the saved activations
+                      layers=(getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1))
+                      * getattr(model, "forward_passes", 1),
                       hidden=hidden,
                       intermediate=getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None)
                       or 4 * hidden, kind=model.kind)
