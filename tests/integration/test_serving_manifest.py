@@ -84,8 +84,8 @@ def test_vllm_engine_needs_an_export_with_raw_outputs(exported, tmp_path):
 
 
 def test_reward_from_engine_outputs_follows_the_head(exported):
+    from rewardkit.serve.front_end import FrontEnd
     from rewardkit.serve.vllm_engine import reward_from_outputs
 
     _, out = exported
-    scorer = rewardkit.load_model(out)
-    assert reward_from_outputs([1.25], scorer) == 1.25
+    assert reward_from_outputs([1.25], FrontEnd.from_export(out)) == 1.25  # what the vLLM path holds

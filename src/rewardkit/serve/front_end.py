@@ -57,6 +57,11 @@ class FrontEnd:
         return cls(tokenizer=tokenizer, meta=meta, renderer=renderer, encoder=encoder, serving=serving)
 
     @property
+    def is_pairwise_judge(self) -> bool:
+        """Always False: judges are refused before vLLM starts (:func:`check_servable`)."""
+        return False
+
+    @property
     def attribute_weights(self) -> list[float] | None:
         return self.serving.get("attribute_weights")
 
