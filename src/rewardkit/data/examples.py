@@ -1,9 +1,13 @@
-"""Load a split into typed examples of any format: read -> (adapter) -> detect format -> validate -> ratings.
+"""The one loader: a split into typed examples of any format: read -> (adapter) -> detect format -> validate ->
+ratings.
 
-:func:`load_examples` is what training and ``rewardkit data inspect`` call; it returns :class:`Pair`,
-:class:`Labeled`, :class:`Rated`, :class:`MultiRated` or :class:`Ranked` examples (one kind per split), with
-every skipped record counted in the :class:`SkipReport`. With ``data.ratings.to_pairs`` scalar ratings come
-back as :class:`Pair` examples, so the pairwise losses train on them.
+:func:`load_examples` is what training, ``eval`` and ``rewardkit data inspect`` call (through
+:func:`read_examples`); it returns :class:`Pair`, :class:`Labeled`, :class:`Rated`, :class:`MultiRated` or
+:class:`Ranked` examples (one kind per split), with every skipped record counted in the :class:`SkipReport`.
+With ``data.ratings.to_pairs`` scalar ratings come back as :class:`Pair` examples, so the pairwise losses train
+on them. ``data.dataset.load_pairs`` and ``formats.parse_pairs`` are this loader with the format pinned to pairs;
+the streamed pair path (``data/parallel.py``) reads records with :func:`split_records` and validates them with
+the same ``parse_examples``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,31 @@ def _detect(records: Iterator[Record], data: DataConfig, source: str) -> tuple[F
     return fmt, chain([first], records)
 
 
+def plain_pairs(split: SplitConfig, data: DataConfig) -> bool:
+    """Whether a pairwise task reads ``split`` as plain pairs: no adapter, no ratings -> pairs, and
+    ``data.format`` auto or pairs. Such a split is read as pairs, not detected (a bad first record is then a
+    skippable pair error, not an unknown format), and may be streamed record by record (``data/parallel.py``)."""
+    return ((split.adapter or data.adapter) is None and data.format in ("auto", "pairs")
+            and data.ratings.to_pairs == "off")
+
+
+def split_records(split: SplitConfig, data: DataConfig, report: SkipReport) -> Iterator[Record]:
+    """The records of ``split``'s row range, undecodable lines and repeated ids raised or counted."""
+    records = islice(read_records(split.path, data.on_invalid, report), split.start, split.stop)
+    return unique_ids(records, data.fields.id, data.on_invalid, report)
+
+
+def empty_message(split: SplitConfig, report: SkipReport, skipped: int) -> str:
+    """Why a split yielded nothing, and what to do about it."""
+    if skipped:
+        return (f"no usable records: all {skipped} were invalid and skipped ({dict(report.skipped)}); fix them, or "
+                "run with data.on_invalid: error to stop at the first one")
+    if split.start or split.stop is not None:
+        return (f"no records in the row range [{split.start}, {split.stop}); check the split's start and stop "
+                "against the file's length")
+    return "the file holds no records; check the path, or that the file was fully written"
+
+
 def read_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
                   records: Iterable[Record] | None = None) -> tuple[Format, list[Example]]:
     """Read and validate a split without the ratings post-processing; returns (format, examples).
@@ -67,7 +96,7 @@ def read_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
         adapter = get_adapter(adapter_name)
         fmt = adapter.resolve_format(data.format)
         return fmt, list(adapter.examples(records, fmt, data.fields, data.on_invalid, report))
-    # a repeated record id is an error (or a counted skip), as for pairs read by load_pairs
+    # a repeated record id is an error (or a counted skip)
     records = unique_ids(records, data.fields.id, data.on_invalid, report)
     if data.format == "auto":
         fmt, records = _detect(records, data, split.path)
@@ -108,9 +137,14 @@ def apply_ratings(examples: list[Example], cfg: RatingsConfig) -> list[Example]:
 def load_examples(split: SplitConfig, data: DataConfig, report: SkipReport | None = None) -> list[Example]:
     """Every usable example of ``split`` as typed examples; raises when none is left."""
     report = report if report is not None else SkipReport()
+    skipped_before = report.total
     _, examples = read_examples(split, data, report)
+    if not examples:
+        raise DataError(split.path, None, None, empty_message(split, report, report.total - skipped_before), "empty")
+    read = len(examples)
     examples = apply_ratings(examples, data.ratings)
     if not examples:
-        raise DataError(split.path, None, None, "no usable examples (the file or the row range is empty, every "
-                        f"record was skipped: {dict(report.skipped)})", "empty")
+        r = data.ratings
+        raise DataError(split.path, None, None, f"data.ratings.to_pairs {r.to_pairs} made no pair from the {read} "
+                        f"ratings (min gap {r.min_gap}); lower data.ratings.min_gap or check the grouping", "empty")
     return examples

@@ -27,16 +27,16 @@ metrics. A pairwise loss on the two scores of a pair is an entry in ``losses.PAI
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
 from ..config import DataConfig, LossConfig, RunConfig, SplitConfig
 from ..data.collate import pad_batch
-from ..data.dataset import EncodedPair, encode_pairs, load_pairs
+from ..data.dataset import EncodedPair, encode_pairs
 from ..data.errors import SkipReport
-from ..data.examples import format_of, load_examples
+from ..data.examples import format_of, load_examples, plain_pairs
 from ..data.formats import Labeled, MultiRated, Pair, Ranked, Rated
 from ..data.packing import pack_groups, pack_pairs
 from ..data.render import Renderer
@@ -203,8 +203,8 @@ class PairTask(Task):
         self.packs = self.budgets = self.score_loss is not None
 
     def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list[Pair]:
-        if (split.adapter or data.adapter) is None and data.format in ("auto", "pairs") and data.ratings.to_pairs == "off":
-            return load_pairs(split, data, report)  # the core pairwise reader (with its duplicate-id check)
+        if plain_pairs(split, data):  # read as pairs, not detected, as data/parallel.py streams them
+            data = replace(data, format="pairs")
         return super().load(split, data, report)
 
     def encode(self, examples: list[Pair], renderer, encoder) -> list[EncodedPair]:
