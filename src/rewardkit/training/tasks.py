@@ -41,6 +41,7 @@ from ..data.formats import Labeled, MultiRated, Pair, Ranked, Rated
 from ..data.packing import pack_groups, pack_pairs
 from ..data.render import Renderer
 from ..data.tokenize import Dropped, Encoded, SequenceEncoder
+from ..eval.format_metrics import format_metrics
 from ..eval.metrics import (
     binary_metrics,
     longer_wins_baseline,
@@ -101,11 +102,17 @@ class Task:
     """Base: the data format a loss trains on, and what the loop does with it."""
 
     format: str = "pairs"
-    primary: str = "loss"
-    """The headline held-out metric (logged in the progress bar)."""
-    selection_metric: str | None = None
-    """What ``train.early_stopping`` selects on by default; None: :attr:`primary`."""
-    higher_is_better: bool = False
+
+    @property
+    def primary(self) -> str:
+        """The headline held-out metric (logged in the progress bar): the format's row in
+        :data:`rewardkit.eval.format_metrics.FORMAT_METRICS`."""
+        return format_metrics(self.format).primary
+
+    @property
+    def selection_metric(self) -> str:
+        """What ``train.early_stopping`` selects on by default (the same table)."""
+        return format_metrics(self.format).selection
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -191,8 +198,6 @@ class PairTask(Task):
     """
 
     format = "pairs"
-    primary = "accuracy"
-    higher_is_better = True
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
@@ -306,9 +311,6 @@ class BinaryTask(Task):
     """Accept/reject labels -> cross-entropy on the classifier head (or a scalar head read as one logit)."""
 
     format = "binary"
-    primary = "accuracy"
-    selection_metric = "auc"  # threshold-free: accuracy at a fixed threshold is coarse on a small dev split
-    higher_is_better = True
 
     def encode(self, examples: list[Labeled], renderer, encoder) -> list[EncodedExample]:
         return self._encode_single(examples, renderer, encoder, lambda ex: (int(ex.label), None))
@@ -345,8 +347,6 @@ class ScalarTask(Task):
     """Scalar ratings -> MSE or RMSE on the reward."""
 
     format = "scalar"
-    primary = "pearson"
-    higher_is_better = True
 
     def encode(self, examples: list[Rated], renderer, encoder) -> list[EncodedExample]:
         return self._encode_single(examples, renderer, encoder, lambda ex: (float(ex.score), None))
@@ -369,8 +369,6 @@ class MultiTask(Task):
     """Ratings of several attributes -> masked multi-attribute MSE on the K outputs of the multi head."""
 
     format = "multi"
-    primary = "pearson"
-    higher_is_better = True
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
@@ -418,8 +416,6 @@ class RankedTask(Task):
     """K ranked responses per prompt -> the K-choose-2 ranking loss; all K go through one forward."""
 
     format = "ranked"
-    primary = "pair_accuracy"
-    higher_is_better = True
 
     def encode(self, examples: list[Ranked], renderer, encoder) -> list[EncodedRanked]:
         out = []
