@@ -66,7 +66,7 @@ from ..losses import (
 )
 from ..models.heads import RewardOutput
 from ..scoring import score_outputs, score_sequences  # score_outputs: its old home was here (eval, tests)
-from ..types import TokenBatch
+from ..types import PackedBatch, TokenBatch
 from .distributed import eval_model, score_pairs_sharded
 from .ensemble_step import ensemble_weights, is_ensemble
 
@@ -204,8 +204,12 @@ class PairTask(Task):
         self.score_loss = PAIRWISE_LOSSES.get(self.loss_cfg.name)
         """The loss on the two scores of each pair; None for the token-level loss (per-token values)."""
         self.ensemble = cfg.model.head == "ensemble"  # make_task refused an ensemble with another loss
-        # packed rows and token budgets cut batches by the two sequences of a pair (data/packing.py)
-        self.packs = self.budgets = self.score_loss is not None
+        # Every pairwise loss packs (each pair one group: the prompt once, two branches; data/packing.py). Token
+        # budgets cut micro-batches by pairs, which is exact for a loss that is a plain mean over pairs; the
+        # token-level loss leaves pairs with no compared token out of its mean, so splitting a batch would
+        # re-weight the others: it keeps whole micro-batches.
+        self.packs = True
+        self.budgets = self.score_loss is not None
 
     def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list[Pair]:
         if plain_pairs(split, data):  # read as pairs, not detected, as data/parallel.py streams them
@@ -267,12 +271,13 @@ class PairTask(Task):
         return loss
 
     def _token_level_loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
-        b = batch.tokens.input_ids.shape[0] // 2
-        t, start = batch.tokens, batch.targets["response_start"]
+        b = batch.targets["margin"].shape[0]
+        start = batch.targets["response_start"]
         if out.token_values is None:
             raise ValueError("loss token_level_pairwise needs per-token values: set model.head per_token")
-        loss = token_level_pairwise(out.token_values[:b], out.token_values[b:], t.input_ids[:b], t.input_ids[b:],
-                                    t.attention_mask[:b], t.attention_mask[b:], start[:b], start[b:])
+        ids, mask = sequence_tokens(batch.tokens)
+        loss = token_level_pairwise(out.token_values[:b], out.token_values[b:], ids[:b], ids[b:],
+                                    mask[:b], mask[b:], start[:b], start[b:])
         return loss + self.pair_regularizers(out.rewards[:b], out.rewards[b:])
 
     def evaluate(self, model, items: list[EncodedPair], pad_id, device, batch_size) -> dict:
@@ -287,6 +292,18 @@ class PairTask(Task):
     def baseline(self, items: list[EncodedPair]) -> dict | None:
         """The longer-response-wins accuracy of the held-out pairs (what a length-only model would reach)."""
         return longer_wins_baseline([p.chosen_chars for p in items], [p.rejected_chars for p in items])
+
+
+def sequence_tokens(tokens: TokenBatch | PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each scored sequence's token ids and mask, in the layout of the read-out's ``token_values``.
+
+    Padded: the batch's own rows (left or right padded). Packed: each sequence's tokens gathered from its row in
+    order (``token_col``), right-padded by ``token_mask`` -- a tree row stores a shared prompt once, so this is
+    where a branch's own sequence is read back whole.
+    """
+    if isinstance(tokens, PackedBatch):
+        return tokens.input_ids[tokens.score_row[:, None], tokens.token_col], tokens.token_mask
+    return tokens.input_ids, tokens.attention_mask
 
 
 def evaluate_pairs(model, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int,
