@@ -46,6 +46,7 @@ from .checks import unique_ids
 from .errors import DataError, SkipReport
 from .formats import Text, _messages
 from .readers import Record, read_records
+from .step_detect import detect_step_adapter
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,8 @@ def load_steps(split: SplitConfig, data: DataConfig, report: SkipReport | None =
                          f"{', '.join(STEP_ADAPTERS)}")
     records = islice(read_records(split.path, data.on_invalid, report), split.start, split.stop)
     records = unique_ids(records, data.fields.id, data.on_invalid, report)
+    if adapter is None:  # the first record's layout picks the adapter (data/step_detect.py)
+        adapter, records = detect_step_adapter(records, data, split.path)
     out = list(parse_steps(records, data, adapter, report))
     if not out:
         raise DataError(split.path, None, None, f"no usable step-level examples (every record was skipped: "
