@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from itertools import chain, islice
+from itertools import islice
 
 from ..config import DataConfig, RatingsConfig, SplitConfig
 from .adapters import get_adapter
@@ -32,6 +32,7 @@ from .formats import (
 )
 from .ratings import ratings_to_pairs, zscore_attributes, zscore_per_annotator, zscore_ratings
 from .readers import Record, read_records
+from .step_detect import detect_step_layout, peek, step_data_error
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,27 @@ def format_of(example: Example) -> Format:
 
 
 def _detect(records: Iterator[Record], data: DataConfig, source: str) -> tuple[Format, Iterator[Record]]:
-    first = next(records, None)
+    first, records = peek(records)
     if first is None:
         raise DataError(source, None, None, "no records (the file or the row range is empty)", "empty")
     fmt = detect_format(first.data, data.fields)
+    if fmt is None and (layout := detect_step_layout(first.data, data)) is not None:
+        raise step_data_error(first, layout, data, "one response per record")
     if fmt is None:
         keys = ", ".join(sorted(first.data)[:12])
         raise DataError(first.source, first.line, None, f"cannot tell the format from the keys ({keys}); set "
                         "data.format, map field names with data.fields, or pick a data.adapter", "unknown_format")
     log.info("%s: detected format %r from the first record", source, fmt)
-    return fmt, chain([first], records)
+    return fmt, records
+
+
+def _refuse_step_data(records: Iterator[Record], data: DataConfig, fmt: str) -> Iterator[Record]:
+    """An explicit response format given a step file: say so at its first record, not 'field missing'."""
+    first, records = peek(records)
+    if first is not None and detect_format(first.data, data.fields) is None:
+        if (layout := detect_step_layout(first.data, data)) is not None:
+            raise step_data_error(first, layout, data, f"format {fmt} (one response per record)")
+    return records
 
 
 def plain_pairs(split: SplitConfig, data: DataConfig) -> bool:
@@ -98,10 +110,14 @@ def read_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
         return fmt, list(adapter.examples(records, fmt, data.fields, data.on_invalid, report))
     # a repeated record id is an error (or a counted skip)
     records = unique_ids(records, data.fields.id, data.on_invalid, report)
+    if data.format == "steps":
+        raise ValueError("data.format steps is read by the step losses (loss.name step_bce or step_ce, model.head "
+                         "step; docs/prm.md), not by this one")
     if data.format == "auto":
         fmt, records = _detect(records, data, split.path)
     else:
         fmt = data.format  # type: ignore[assignment]
+        records = _refuse_step_data(iter(records), data, fmt)
     if fmt == "ab":  # A/B judgments become pairs (ties counted and skipped), or ranked lists of two (ties kept)
         return ("ranked" if data.ties == "train" else "pairs"), list(parse_ab_records(
             records, data.fields, data.winner, data.strength, data.on_invalid, report, data.ties))

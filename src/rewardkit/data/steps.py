@@ -45,6 +45,7 @@ from .errors import DataError, SkipReport, skip_or_raise
 from .examples import split_records
 from .formats import Text, _messages
 from .readers import Record
+from .step_detect import detect_step_adapter
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,10 @@ def load_steps(split: SplitConfig, data: DataConfig, report: SkipReport | None =
     if adapter is not None and adapter not in STEP_ADAPTERS:
         raise ValueError(f"data.adapter {adapter!r} does not produce step-level data; step adapters: "
                          f"{', '.join(STEP_ADAPTERS)}")
-    out = list(parse_steps(split_records(split, data, report), data, adapter, report))
+    records = split_records(split, data, report)
+    if adapter is None:  # the first record's layout picks the adapter (data/step_detect.py)
+        adapter, records = detect_step_adapter(records, data, split.path)
+    out = list(parse_steps(records, data, adapter, report))
     if not out:
         raise DataError(split.path, None, None, f"no usable step-level examples (every record was skipped: "
                         f"{dict(report.skipped)})", "empty")
