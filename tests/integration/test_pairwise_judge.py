@@ -190,3 +190,42 @@ def test_served_pairwise_judge_compares_over_http_and_refuses_single_rewards(tra
     assert one["position_bias"] == [None, None, None]
     assert bad_status == 422 and bad["detail"][0]["loc"] == ["body", "items", 0, "response_b"]
     assert score_status == 422 and "POST /compare" in json.dumps(score)
+
+
+def test_score_file_of_pairs_gives_margin_both_orders_and_position_bias(trained_pairwise, tmp_path, capsys):
+    from rewardkit.cli import main
+
+    _, out = trained_pairwise
+    scorer = rewardkit.load_model(out)
+    src = tmp_path / "pairs.jsonl"
+    records = [{"prompt": p, "chosen": x, "rejected": y, "id": i}
+               for i, (p, x, y) in enumerate(zip(PROMPTS, FIRST, SECOND, strict=True))]
+    single = {"prompt": "Who wrote Hamlet?", "response": "William Shakespeare."}
+    src.write_text("\n".join(json.dumps(r) for r in [records[0], single, *records[1:]]) + "\n")
+    dest = tmp_path / "scored.jsonl"
+    # a single response has no pairwise-judge reward: a clear error naming file and line, no traceback
+    assert main(["score", str(out), str(src), "-o", str(dest)]) == 2
+    assert f"{src}:2" in capsys.readouterr().err and not dest.exists()
+    assert main(["score", str(out), str(src), "-o", str(dest), "--on-invalid", "skip"]) == 0
+    rows = [json.loads(line) for line in dest.read_text().splitlines()]
+    expected = scorer.compare(PROMPTS, FIRST, SECOND)
+    assert [r.get("id") for r in rows] == [0, None, 1, 2]  # input order kept, the single row written unchanged
+    assert rows[1]["margin"] is None and rows[1]["position_bias"] is None
+    scored = [rows[0], *rows[2:]]
+    assert [r["margin"] for r in scored] == pytest.approx([j.margin for j in expected], abs=1e-4)
+    assert [r["margin_chosen_as_a"] for r in scored] == pytest.approx([j.margin_a_first for j in expected], abs=1e-4)
+    assert [r["margin_rejected_as_a"] for r in scored] == pytest.approx([j.margin_b_first for j in expected],
+                                                                       abs=1e-4)
+    assert [r["position_bias"] for r in scored] == pytest.approx([j.position_bias for j in expected], abs=1e-4)
+    for r in scored:  # the order-averaged margin and the bias are the half difference and half sum of the orders
+        assert r["margin"] == pytest.approx((r["margin_chosen_as_a"] - r["margin_rejected_as_a"]) / 2, abs=1e-5)
+        assert r["position_bias"] == pytest.approx((r["margin_chosen_as_a"] + r["margin_rejected_as_a"]) / 2,
+                                                   abs=1e-5)
+    # A/B records: the same comparison under the ab field names
+    ab = tmp_path / "ab.jsonl"
+    ab.write_text("\n".join(json.dumps({"prompt": p, "response_a": x, "response_b": y})
+                            for p, x, y in zip(PROMPTS, FIRST, SECOND, strict=True)) + "\n")
+    assert main(["score", str(out), str(ab), "-o", str(tmp_path / "ab-out.jsonl"), "--data.format", "ab"]) == 0
+    ab_rows = [json.loads(line) for line in (tmp_path / "ab-out.jsonl").read_text().splitlines()]
+    assert [r["margin_a_as_a"] for r in ab_rows] == pytest.approx([j.margin_a_first for j in expected], abs=1e-4)
+    assert [r["margin"] for r in ab_rows] == pytest.approx([j.margin for j in expected], abs=1e-4)

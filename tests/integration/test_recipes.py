@@ -39,6 +39,8 @@ def test_recipe_config_trains_two_steps_on_a_tiny_model_and_its_model_reloads(pa
             "--data.format", fmt, "--data.train", data, "--data.eval", data, "--data.max_length", "64",
             "--train.max_steps", "2", "--train.batch_size", "2", "--train.eval_every", "null",
             "--train.tensorboard", "false", "--train.eval_zero_shot", "false", "--output_dir", str(out)]
+    if cfg.model.head == "judge" and cfg.model.judge.mode == "pairwise":  # two replies share one context
+        over[over.index("--data.max_length") + 1] = "256"
     if cfg.model.head == "multi":
         over += ["--model.attributes", json.dumps(EXAMPLE_ATTRIBUTES)]
         if cfg.model.weighting == "fixed":
@@ -55,8 +57,12 @@ def test_recipe_config_trains_two_steps_on_a_tiny_model_and_its_model_reloads(pa
     meta = json.loads((out / "model" / "rewardkit.json").read_text())
     assert meta["head"] == cfg.model.head
     assert meta["training"]["loss"] == cfg.loss.name
-    scores = rewardkit.load_model(out).score(["Who wrote Hamlet?", "Who wrote Hamlet?"],
-                                             ["William Shakespeare.", "Charles Dickens."])
+    scorer = rewardkit.load_model(out)
+    if scorer.is_pairwise_judge:  # no reward for one response alone: it compares two, in both orders
+        judged = scorer.compare(["Who wrote Hamlet?"], ["William Shakespeare."], ["Charles Dickens."])
+        scores = [judged[0].margin, judged[0].position_bias]
+    else:
+        scores = scorer.score(["Who wrote Hamlet?", "Who wrote Hamlet?"], ["William Shakespeare.", "Charles Dickens."])
     assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
 
 

@@ -66,8 +66,9 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
     """Score every record of ``input_path`` and write them, with rewards added, to ``output_path``.
 
     ``data`` (``--data.*`` overrides) maps field names (``data.fields``); with ``data.format: ab`` both responses
-    of an A/B judgment are scored (``reward_a``, ``reward_b``; the winner is not needed). The output is written to
-    a temporary file and renamed into place; an existing output is refused unless ``overwrite``, and the input
+    of an A/B judgment are scored (``reward_a``, ``reward_b``; the winner is not needed). A pairwise judge
+    compares each record's two responses instead (``margin``, both orders, ``position_bias``:
+    :mod:`.judge_batch`). The output is written to a temporary file and renamed into place; an existing output is refused unless ``overwrite``, and the input
     itself always is (see :mod:`rewardkit.io_safety`). ``records``: only records ``[start, stop)`` of the input
     (a shard of data-parallel scoring, :mod:`rewardkit.serve.sharded_score`). An ensemble also gets each
     reward's ``_mean``, ``_std`` and K head rewards (:func:`ensemble_columns`); ``reward`` is ``aggregate``
@@ -83,10 +84,8 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
         raise ValueError(f"block_records (--block-records) must be at least 1, got {block_records}")
     fmt = output_format(output_path)
     check_output(output_path, (input_path,), overwrite)  # before any work: a refused output wastes none
-    if scorer.meta.head == "step":  # a process reward model: {prompt, steps} records get step_rewards and reward
-        from .step_scorer import score_steps_file
-
-        return score_steps_file(scorer, input_path, output_path, fmt, on_invalid, progress)
+    if scorer.meta.head == "step" or scorer.is_pairwise_judge:  # no reward per response
+        return _score_other_file(scorer, input_path, output_path, fmt, on_invalid, progress, data, records, normalize)
     if normalize and not scorer.meta.normalization:
         scorer.normalize([])  # raises the explanatory error before any work is done
     start = time.perf_counter()
@@ -136,6 +135,18 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
                              truncation=scorer.encoder.stats.summary(), seconds=time.perf_counter() - start)
     log.info("scored %d sequences from %d records in %.1f s", result.sequences, result.records, result.seconds)
     return result
+
+
+def _score_other_file(scorer, input_path, output_path, fmt, on_invalid, progress, data, records, normalize):
+    """A process reward model: {prompt, steps} records get step_rewards and reward; a pairwise judge: each pair
+    record gets the judge's comparison (margin, both orders, position bias)."""
+    if scorer.meta.head == "step":
+        from .step_scorer import score_steps_file
+
+        return score_steps_file(scorer, input_path, output_path, fmt, on_invalid, progress)
+    from .judge_batch import score_pairs_file
+
+    return score_pairs_file(scorer, input_path, output_path, fmt, on_invalid, progress, data, records, normalize)
 
 
 def ensemble_columns(name: str, detail: dict) -> dict:
