@@ -5,6 +5,7 @@ with TRL's defaults, whole processes, alternating A B A B.
     python benchmarks/train_e2e.py --rounds 1 --steps 5 --precisions fp32
     python benchmarks/train_e2e.py --lora                           # LoRA r=16 on both
     python benchmarks/train_e2e.py --accuracy --rounds 1            # 1 epoch on 1,912 pairs, the last 400 held out
+    python benchmarks/train_e2e.py --accuracy --accuracy-pairs 480  # 1 epoch on the first 480 (slow machines)
 
 Both sides: SmolLM2-135M-Instruct from the built-in package (`smollm2-135m`, GGUF de-quantised to fp32 and written
 once as a plain transformers directory that both tools read: TRL's Trainer refuses the GGUF-loaded model), the first
@@ -16,10 +17,11 @@ default: rewardkit packs, bounds each pass (`max_tokens_per_forward: auto`) and 
 TRL pads and checkpoints (`gradient_checkpointing: True`), lr 1e-4 vs rewardkit's 2e-5 (each its own default).
 
 Reported per tool and row (median over rounds): train seconds (each tool's own training clock: summary.json
-`train_seconds`, TRL's `train_runtime`), pairs/s, peak RSS of the process (from the OS: `wait4`), achieved model
-FLOP/s (6 x non-embedding parameters x tokens of the sequences, chosen + rejected as each tool tokenized them;
-4 x for LoRA, whose frozen weights need no weight gradient) against the measured 512^3 matmul rate of the
-precision used, and with `--accuracy` held-out accuracy with a 95% interval (normal approximation, n = 400).
+`train_seconds`, TRL's `train_runtime`), pairs/s, peak RSS of the process (from the OS: `wait4`), model FLOP/s
+(6 x non-embedding parameters x tokens of the sequences, chosen + rejected as each tool tokenized them; 4 x for
+LoRA, whose frozen weights need no weight gradient: the work a padded trainer does, so packing's saving shows
+as a higher rate), the achieved share of the measured 512^3 matmul rate of the precision used (on the tokens
+actually computed: a packed row holds the prompt once; padding is not counted for either tool), and with `--accuracy` held-out accuracy with a 95% interval (normal approximation, n = 400).
 """
 
 from __future__ import annotations
@@ -187,10 +189,12 @@ def run_trl(spec: dict, env: dict) -> dict:
             "tokens_per_pair": tokens_per_pair}
 
 
-def rewardkit_tokens_per_pair(spec: dict) -> float:
-    """Tokens of chosen + rejected per pair as rewardkit renders and truncates them (its own data path)."""
+def rewardkit_tokens_per_pair(spec: dict) -> tuple[float, float]:
+    """Per pair, as rewardkit renders and truncates them (its own data path): the tokens of chosen + rejected
+    (the work a padded trainer does, padding aside) and the tokens a packed row computes (the prompt once)."""
     from rewardkit.config import load_config
     from rewardkit.data.dataset import encode_pairs, load_pairs
+    from rewardkit.data.packing import group_tokens
     from rewardkit.data.render import Renderer
     from rewardkit.data.tokenize import SequenceEncoder
     from rewardkit.models.backbones import load_tokenizer
@@ -199,7 +203,9 @@ def rewardkit_tokens_per_pair(spec: dict) -> float:
     tok = load_tokenizer(spec["model_dir"], None)
     pairs = encode_pairs(load_pairs(cfg.data.train, cfg.data), Renderer(tok, "decoder"),
                          SequenceEncoder(tok, "decoder", spec["max_length"], cfg.data.truncation))
-    return sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in pairs) / len(pairs)
+    sequences = sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in pairs) / len(pairs)
+    packed = sum(group_tokens([p.chosen, p.rejected], "decoder") for p in pairs) / len(pairs)
+    return sequences, packed
 
 
 def matmul_rate(dtype_name: str, threads: int) -> float:
@@ -238,9 +244,13 @@ def main() -> None:
     ap.add_argument("--lora", action="store_true", help="LoRA r=16 on both")
     ap.add_argument("--accuracy", action="store_true",
                     help=f"1 epoch on the first {2312 - HELD_OUT} pairs, accuracy on the last {HELD_OUT}")
+    ap.add_argument("--accuracy-pairs", type=int, default=None,
+                    help="with --accuracy: train on the first N pairs only (the same held-out 400)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    if a.accuracy_pairs is not None and not 0 < a.accuracy_pairs <= len(records()) - HELD_OUT:
+        ap.error(f"--accuracy-pairs must be in 1..{len(records()) - HELD_OUT} (the held-out {HELD_OUT} stay apart)")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": str(a.threads), "PYTHONPATH": str(REPO / "src") + os.pathsep
            + os.environ.get("PYTHONPATH", "")}
@@ -251,22 +261,25 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     n_params = non_embedding_params()
     model_dir = plain_checkpoint()
-    train_pairs = len(records()) - HELD_OUT if a.accuracy else a.pairs
+    train_pairs = (a.accuracy_pairs or len(records()) - HELD_OUT) if a.accuracy else a.pairs
     results = []
     for precision in a.precisions.split(","):
         spec = {"precision": precision, "lora": a.lora, "max_steps": None if a.accuracy else a.steps,
                 "train_pairs": train_pairs, "eval": a.accuracy, "threads": a.threads, "max_length": a.max_length,
                 "model_dir": model_dir}
-        rk_tpp = rewardkit_tokens_per_pair(spec)
+        rk_tpp, rk_computed = rewardkit_tokens_per_pair(spec)
+        print(f"rewardkit tokens per pair: {rk_tpp:.1f} in the sequences, {rk_computed:.1f} in a packed row",
+              flush=True)
         for rnd in range(a.rounds):
             for tool in a.tools.split(","):
                 r = run_rewardkit(spec, env) if tool == "rewardkit" else run_trl(spec, env)
                 pairs = r["steps"] * 8 if not a.accuracy else (r.get("train_pairs") or train_pairs)
                 tpp = rk_tpp if tool == "rewardkit" else r["tokens_per_pair"]
-                flops = (4 if a.lora else 6) * n_params * tpp * pairs
+                computed = rk_computed if tool == "rewardkit" and r["resolved"]["packing"] else tpp
+                flops = (4 if a.lora else 6) * n_params * pairs
                 r.update(row=precision, round=rnd, pairs=pairs, pairs_per_s=pairs / r["train_seconds"],
-                         model_flops_per_s=flops / r["train_seconds"],
-                         matmul_share=flops / r["train_seconds"] / rates[r["precision"]])
+                         model_flops_per_s=flops * tpp / r["train_seconds"],
+                         matmul_share=flops * computed / r["train_seconds"] / rates[r["precision"]])
                 results.append(r)
                 print(json.dumps({k: v for k, v in r.items() if k != "resolved"}), flush=True)
                 if tool == "rewardkit":

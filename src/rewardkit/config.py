@@ -419,11 +419,11 @@ class TrainConfig:
     group_by_length: bool = True
     """Batch pairs of similar length together (sorted within shuffled mega-batches): far less padding."""
     packing: bool | Literal["auto"] = "auto"
-    """`auto` (the default) packs wherever packed training is proven equal to padded (pairwise and ranking
-    losses, decoders and encoders, one process) and logs why when it does not. Padding-free rows: decoders put each prompt once and its responses as branches of a tree-shaped
+    """`auto` (the default) packs wherever packed training is proven equal to padded (pairwise, token-level
+    pairwise and ranking losses, decoders and encoders, one process) and logs why when it does not. Padding-free rows: decoders put each prompt once and its responses as branches of a tree-shaped
     causal mask (rewards and gradients equal the padded ones); encoders pack sequences block-diagonally.
-    Several pairs share a row of up to `pack_row_tokens` tokens. Pairwise and ranking losses (a ranked list's K
-    responses are the branches of one prompt)."""
+    Several pairs share a row of up to `pack_row_tokens` tokens. Pairwise losses (the token-level loss reads
+    each branch's tokens back whole) and ranking (a ranked list's K responses are the branches of one prompt)."""
     pack_row_tokens: int | None = None
     """Row capacity in packed mode; null: the whole micro-batch in one row with `tree` attention, else as long as
     the batch's longest pair needs (dense attention grows with the row)."""

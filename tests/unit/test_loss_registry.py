@@ -60,9 +60,11 @@ def test_bradley_terry_through_the_pair_task_uses_the_margins_and_regularizers()
     assert got.item() == pytest.approx(want.item())
 
 
-def test_token_level_pairwise_is_a_pair_task_without_packing_or_token_budgets():
+def test_token_level_pairwise_is_a_pair_task_that_packs_without_token_budgets():
+    """It packs (its per-token values are read back per branch) but keeps whole micro-batches: pairs with no
+    compared token leave its mean, so a batch cut by tokens would weight the other pairs differently."""
     task = tasks.make_task(cfg("token_level_pairwise", head="per_token"))
-    assert isinstance(task, tasks.PairTask) and task.score_loss is None and not task.packs and not task.budgets
+    assert isinstance(task, tasks.PairTask) and task.score_loss is None and task.packs and not task.budgets
     for name in ("bradley_terry", "log_exp"):
         assert tasks.make_task(cfg(name)).score_loss is losses.PAIRWISE_LOSSES[name]
 

@@ -385,6 +385,37 @@ def test_ranked_training_with_packing_follows_the_padded_run(tiny_model_dir, tmp
     torch.testing.assert_close(torch.tensor(runs["packed"]), torch.tensor(runs["padded"]), rtol=1e-4, atol=1e-5)
 
 
+def test_token_level_training_with_packing_follows_the_padded_run(tiny_model_dir, hh_file, tmp_path):
+    """`packing: auto` packs the token-level pairwise loss (each branch's values read back through token_col):
+    the same losses step by step and the same final weights as the padded run, in fp32."""
+    import json
+
+    from safetensors.torch import load_file
+
+    import rewardkit
+
+    runs, weights = {}, {}
+    for name, packing in (("padded", False), ("packed", "auto")):
+        out = tmp_path / name
+        result = rewardkit.train({"model": {"name": str(tiny_model_dir("llama")), "head": "per_token",
+                                            "dropout": False},
+                                  "loss": {"name": "token_level_pairwise"},
+                                  "data": {"train": str(hh_file), "max_length": 64},
+                                  "train": {"lr": 1e-3, "batch_size": 4, "max_steps": 3, "log_every": 1, "seed": 0,
+                                            "tensorboard": False, "eval_zero_shot": False, "packing": packing,
+                                            "precision": "fp32"},
+                                  "output_dir": str(out)})
+        summary = json.loads((result.output_dir / "summary.json").read_text())
+        assert summary["resolved"]["packing"] is (packing == "auto")
+        runs[name] = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
+                      if json.loads(x)["split"] == "train"]
+        weights[name] = load_file(str(result.output_dir / "model" / "model.safetensors"))
+    assert len(runs["packed"]) == len(runs["padded"]) == 3
+    torch.testing.assert_close(torch.tensor(runs["packed"]), torch.tensor(runs["padded"]), rtol=1e-4, atol=1e-5)
+    for k in weights["padded"]:
+        torch.testing.assert_close(weights["packed"][k], weights["padded"][k], rtol=1e-3, atol=1e-4)
+
+
 def test_packed_ranked_batch_reads_rewards_in_the_padded_order(tokenizer_dirs, built):
     """collate_packed gives the same rewards in the same flat order as collate, so one loss reads both."""
     from rewardkit.config import load_config

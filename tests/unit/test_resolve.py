@@ -40,9 +40,13 @@ def test_auto_precision_is_bf16_only_where_bf16_is_fast():
 def test_auto_packing_packs_the_losses_proven_equal_and_says_why_not_otherwise():
     assert resolve(cfg(), SMOLLM2, AVX2_CPU, pairwise=True, packs=False, world=1).packing is True
     assert resolve(cfg(loss="ranking"), SMOLLM2, AVX2_CPU, pairwise=False, packs=True, world=1).packing is True
+    # the token-level loss packs (PairTask.packs) but its batches are not cut by a token budget
     token = resolve(cfg(loss="token_level_pairwise", model={"head": "per_token"}), SMOLLM2, AVX2_CPU,
-                    pairwise=False, packs=False, world=1)
-    assert token.packing is False and "token_level_pairwise" in token.reasons["packing"]
+                    pairwise=False, packs=True, world=1)
+    assert token.packing is True and token.max_tokens_per_forward is None
+    assert "token_level_pairwise" in token.reasons["max_tokens_per_forward"]
+    mse = resolve(cfg(loss="mse"), SMOLLM2, AVX2_CPU, pairwise=False, packs=False, world=1)
+    assert mse.packing is False and "mse" in mse.reasons["packing"]
     ddp = resolve(cfg(), SMOLLM2, AVX2_CPU, pairwise=True, packs=False, world=2)
     assert ddp.packing is False and "2 processes" in ddp.reasons["packing"]
     assert ddp.max_tokens_per_forward is None

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import json_stream
-from .errors import DataError, SkipReport
+from .errors import DataError, SkipReport, skip_or_raise
 from .text_checks import DuplicateKey, duplicate_key_error, surrogate_error, unique_keys
 
 BUILTIN_DATA = {
@@ -85,10 +85,8 @@ def read_records(path: str, on_invalid: str = "error", report: SkipReport | None
                         "(optionally .gz) or a datasets.save_to_disk directory", "unsupported_file")
     for item in _guard_decoding(reader, source):
         if isinstance(item, DataError):
-            if on_invalid == "skip":
-                report.add(item)
-                continue
-            raise item
+            skip_or_raise(item, on_invalid, report)
+            continue
         yield item
 
 

@@ -7,8 +7,9 @@ to ``summary.json`` under ``resolved``, so a run always says what its defaults w
 
 * ``train.precision: auto`` -> bf16 autocast where bf16 matmuls are fast (CUDA with bf16, CPUs with AMX or
   AVX512-BF16: ~3x fp32 there), fp32 where bf16 is emulated (AVX2-only CPUs: ~100x slower than fp32).
-* ``train.packing: auto`` -> packed rows wherever packed training is proven equal to padded (pairwise and ranking
-  losses, decoders and encoders; tests/unit/test_packing.py) on one process; otherwise padded, and why.
+* ``train.packing: auto`` -> packed rows wherever packed training is proven equal to padded (pairwise, token-level
+  pairwise and ranking losses, decoders and encoders; tests/unit/test_packing.py) on one process; otherwise
+  padded, and why.
 * ``train.max_tokens_per_forward: auto`` -> a per-pass token budget (see :func:`token_budget`).
 * ``model.gradient_checkpointing: auto`` -> on only when that budget cannot hold one pair without it.
 """
@@ -170,8 +171,9 @@ def resolve(cfg: RunConfig, model: ModelFacts, machine: MachineFacts, *, pairwis
             world: int) -> Resolved:
     """The run's settings with every `auto` decided (pure: no model or device is touched).
 
-    ``pairwise``: the trainer's own pairwise step runs (Bradley-Terry, log-exp); ``packs``: the task has a packed
-    layout (ranked lists); ``world``: the number of processes.
+    ``pairwise``: the task's batches may be cut by a token budget (losses that are a plain mean over pairs:
+    Bradley-Terry, log-exp); ``packs``: the task has a packed layout (every pairwise loss, the token-level one
+    included, and ranked lists); ``world``: the number of processes.
     """
     tc, reasons = cfg.train, {}
     if tc.precision == "auto":
@@ -197,7 +199,9 @@ def resolve(cfg: RunConfig, model: ModelFacts, machine: MachineFacts, *, pairwis
     if budget == "auto":
         if not pairwise or world > 1:
             budget = None
-            reasons["max_tokens_per_forward"] = "bounded passes run for pairwise losses on one process: off"
+            reasons["max_tokens_per_forward"] = (f"{world} processes: bounded passes run on one process: off"
+                                                 if world > 1 else
+                                                 f"loss {cfg.loss.name}: its batches are not cut by tokens: off")
         else:
             budget = token_budget(model, machine, bf16, gc is True, floor)
             if gc == "auto" and not fits(model, machine, bf16, False, budget):

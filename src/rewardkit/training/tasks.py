@@ -27,20 +27,21 @@ metrics. A pairwise loss on the two scores of a pair is an entry in ``losses.PAI
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
 from ..config import DataConfig, LossConfig, RunConfig, SplitConfig
 from ..data.collate import pad_batch
-from ..data.dataset import EncodedPair, encode_pairs, load_pairs
+from ..data.dataset import EncodedPair, encode_pairs
 from ..data.errors import SkipReport
-from ..data.examples import format_of, load_examples
+from ..data.examples import format_of, load_examples, plain_pairs
 from ..data.formats import Labeled, MultiRated, Pair, Ranked, Rated
 from ..data.packing import pack_groups, pack_pairs
 from ..data.render import Renderer
 from ..data.tokenize import Dropped, Encoded, SequenceEncoder
+from ..eval.format_metrics import format_metrics
 from ..eval.metrics import (
     binary_metrics,
     longer_wins_baseline,
@@ -65,7 +66,7 @@ from ..losses import (
 )
 from ..models.heads import RewardOutput
 from ..scoring import score_outputs, score_sequences  # score_outputs: its old home was here (eval, tests)
-from ..types import TokenBatch
+from ..types import PackedBatch, TokenBatch
 from .distributed import eval_model, score_pairs_sharded
 from .ensemble_step import ensemble_weights, is_ensemble
 
@@ -101,11 +102,17 @@ class Task:
     """Base: the data format a loss trains on, and what the loop does with it."""
 
     format: str = "pairs"
-    primary: str = "loss"
-    """The headline held-out metric (logged in the progress bar)."""
-    selection_metric: str | None = None
-    """What ``train.early_stopping`` selects on by default; None: :attr:`primary`."""
-    higher_is_better: bool = False
+
+    @property
+    def primary(self) -> str:
+        """The headline held-out metric (logged in the progress bar): the format's row in
+        :data:`rewardkit.eval.format_metrics.FORMAT_METRICS`."""
+        return format_metrics(self.format).primary
+
+    @property
+    def selection_metric(self) -> str:
+        """What ``train.early_stopping`` selects on by default (the same table)."""
+        return format_metrics(self.format).selection
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -191,20 +198,22 @@ class PairTask(Task):
     """
 
     format = "pairs"
-    primary = "accuracy"
-    higher_is_better = True
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         self.score_loss = PAIRWISE_LOSSES.get(self.loss_cfg.name)
         """The loss on the two scores of each pair; None for the token-level loss (per-token values)."""
         self.ensemble = cfg.model.head == "ensemble"  # make_task refused an ensemble with another loss
-        # packed rows and token budgets cut batches by the two sequences of a pair (data/packing.py)
-        self.packs = self.budgets = self.score_loss is not None
+        # Every pairwise loss packs (each pair one group: the prompt once, two branches; data/packing.py). Token
+        # budgets cut micro-batches by pairs, which is exact for a loss that is a plain mean over pairs; the
+        # token-level loss leaves pairs with no compared token out of its mean, so splitting a batch would
+        # re-weight the others: it keeps whole micro-batches.
+        self.packs = True
+        self.budgets = self.score_loss is not None
 
     def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list[Pair]:
-        if (split.adapter or data.adapter) is None and data.format in ("auto", "pairs") and data.ratings.to_pairs == "off":
-            return load_pairs(split, data, report)  # the core pairwise reader (with its duplicate-id check)
+        if plain_pairs(split, data):  # read as pairs, not detected, as data/parallel.py streams them
+            data = replace(data, format="pairs")
         return super().load(split, data, report)
 
     def encode(self, examples: list[Pair], renderer, encoder) -> list[EncodedPair]:
@@ -262,12 +271,13 @@ class PairTask(Task):
         return loss
 
     def _token_level_loss(self, out: RewardOutput, batch: TaskBatch) -> torch.Tensor:
-        b = batch.tokens.input_ids.shape[0] // 2
-        t, start = batch.tokens, batch.targets["response_start"]
+        b = batch.targets["margin"].shape[0]
+        start = batch.targets["response_start"]
         if out.token_values is None:
             raise ValueError("loss token_level_pairwise needs per-token values: set model.head per_token")
-        loss = token_level_pairwise(out.token_values[:b], out.token_values[b:], t.input_ids[:b], t.input_ids[b:],
-                                    t.attention_mask[:b], t.attention_mask[b:], start[:b], start[b:])
+        ids, mask = sequence_tokens(batch.tokens)
+        loss = token_level_pairwise(out.token_values[:b], out.token_values[b:], ids[:b], ids[b:],
+                                    mask[:b], mask[b:], start[:b], start[b:])
         return loss + self.pair_regularizers(out.rewards[:b], out.rewards[b:])
 
     def evaluate(self, model, items: list[EncodedPair], pad_id, device, batch_size) -> dict:
@@ -282,6 +292,18 @@ class PairTask(Task):
     def baseline(self, items: list[EncodedPair]) -> dict | None:
         """The longer-response-wins accuracy of the held-out pairs (what a length-only model would reach)."""
         return longer_wins_baseline([p.chosen_chars for p in items], [p.rejected_chars for p in items])
+
+
+def sequence_tokens(tokens: TokenBatch | PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each scored sequence's token ids and mask, in the layout of the read-out's ``token_values``.
+
+    Padded: the batch's own rows (left or right padded). Packed: each sequence's tokens gathered from its row in
+    order (``token_col``), right-padded by ``token_mask`` -- a tree row stores a shared prompt once, so this is
+    where a branch's own sequence is read back whole.
+    """
+    if isinstance(tokens, PackedBatch):
+        return tokens.input_ids[tokens.score_row[:, None], tokens.token_col], tokens.token_mask
+    return tokens.input_ids, tokens.attention_mask
 
 
 def evaluate_pairs(model, pairs: list[EncodedPair], pad_id: int, device, batch_pairs: int,
@@ -306,9 +328,6 @@ class BinaryTask(Task):
     """Accept/reject labels -> cross-entropy on the classifier head (or a scalar head read as one logit)."""
 
     format = "binary"
-    primary = "accuracy"
-    selection_metric = "auc"  # threshold-free: accuracy at a fixed threshold is coarse on a small dev split
-    higher_is_better = True
 
     def encode(self, examples: list[Labeled], renderer, encoder) -> list[EncodedExample]:
         return self._encode_single(examples, renderer, encoder, lambda ex: (int(ex.label), None))
@@ -345,8 +364,6 @@ class ScalarTask(Task):
     """Scalar ratings -> MSE or RMSE on the reward."""
 
     format = "scalar"
-    primary = "pearson"
-    higher_is_better = True
 
     def encode(self, examples: list[Rated], renderer, encoder) -> list[EncodedExample]:
         return self._encode_single(examples, renderer, encoder, lambda ex: (float(ex.score), None))
@@ -369,8 +386,6 @@ class MultiTask(Task):
     """Ratings of several attributes -> masked multi-attribute MSE on the K outputs of the multi head."""
 
     format = "multi"
-    primary = "pearson"
-    higher_is_better = True
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
@@ -418,8 +433,6 @@ class RankedTask(Task):
     """K ranked responses per prompt -> the K-choose-2 ranking loss; all K go through one forward."""
 
     format = "ranked"
-    primary = "pair_accuracy"
-    higher_is_better = True
 
     def encode(self, examples: list[Ranked], renderer, encoder) -> list[EncodedRanked]:
         out = []
