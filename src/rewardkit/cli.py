@@ -1,4 +1,4 @@
-"""`rewardkit train|eval|score|data|models`: a thin layer over the Python API."""
+"""`rewardkit train|eval|score|data|cache|models`: a thin layer over the Python API."""
 
 from __future__ import annotations
 
@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "manifest in rewardkit.json and README.md is written either way")
     x.set_defaults(func=cmd_export)
 
+    from .cli_cache import add_cache_parser
+
+    add_cache_parser(sub)
     m = sub.add_parser("models", help="list the built-in offline models")
     m.set_defaults(func=cmd_models)
     return p

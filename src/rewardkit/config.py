@@ -182,6 +182,10 @@ class DataConfig:
     tokenizer settings and the rewardkit version are unchanged (docs/data.md: how the cache is keyed)."""
     cache_dir: str | None = None
     """Where tokenized data sets are stored; null: `$REWARDKIT_CACHE_DIR`, else `~/.cache/rewardkit/tokenized`."""
+    cache_max_gb: float | None = None
+    """Largest size of the cache directory in GB (2^30 bytes); after a new entry is written the least recently used
+    entries that no process is reading are removed until it fits. Null: no limit (`rewardkit cache clear` frees
+    space by hand)."""
 
     def __post_init__(self) -> None:
         # mixtures and processes (issue 21): fail naming the key, before anything is read

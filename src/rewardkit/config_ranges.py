@@ -55,6 +55,7 @@ RANGES: dict[str, Range] = {
     "SplitConfig.count": Range(1, hint="a mixture source's number of examples"),
     "RatingsConfig.min_gap": AT_LEAST_0,
     "DataConfig.num_proc": Range(1, 256, hint="null uses the cores"),
+    "DataConfig.cache_max_gb": Range(0, low_open=True, hint="null: no limit"),
     "DataConfig.max_length": Range(2, hint="a sequence needs at least one text token and the score token"),
     "LoraConfig.r": AT_LEAST_1,
     "LoraConfig.alpha": POSITIVE,

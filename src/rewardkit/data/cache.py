@@ -22,7 +22,9 @@ An entry is a directory ``<cache_dir>/<key>/`` holding ``items.arrow`` (one row 
 starts, score indices and prompt lengths of its sequences, its length and its targets) and ``meta.json`` (what
 was skipped as invalid and what the over-length policy touched, so a cached run reports the same counts).
 Entries are written to a temporary directory and renamed into place, so a crashed or concurrent build never
-leaves a partial entry that a later run would take.
+leaves a partial entry that a later run would take. Readers hold a shared lock on the entry, and
+:mod:`rewardkit.data.cache_store` (``rewardkit cache list|clear``, ``data.cache_max_gb``) never removes an entry
+in use.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import DataConfig, SplitConfig
+from . import cache_store
 from .errors import SkipReport
 from .source_identity import content_digest
 
@@ -132,6 +135,9 @@ class TokenizedSet(Sequence):
     def __post_init__(self):
         import pyarrow as pa
 
+        # a shared lock while this set lives: `rewardkit cache clear` and eviction never remove an entry in use
+        lock = cache_store.hold(self.path)
+        weakref.finalize(self, lock.close)
         self._table = pa.ipc.open_file(pa.memory_map(str(self.path / "items.arrow"), "r")).read_all()
         self.lengths = self._table.column("length").to_numpy()
 
@@ -317,6 +323,7 @@ def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder
         shutil.rmtree(tmp, ignore_errors=True)
     ts = TokenizedSet(entry, json.loads((entry / "meta.json").read_text()))
     ts.meta["cached"] = False
+    cache_store.evict(root, data.cache_max_gb, keep=key)  # after the new set holds its entry
     return ts
 
 
@@ -359,9 +366,10 @@ class ScoreEncodings:
         ``format`` / ``fields`` (which texts a record's parts are) and ``records`` (a shard's rows) are keyed, so
         an entry is never served for other parts or other rows."""
         data = data if data is not None else DataConfig()
-        self.renderer, self.encoder, self.cache = renderer, encoder, data.cache
+        self.renderer, self.encoder, self.cache, self.max_gb = renderer, encoder, data.cache, data.cache_max_gb
         keyed = replace(data, on_invalid=on_invalid)  # type: ignore[arg-type]
         split = SplitConfig(path=input_path, start=records[0], stop=records[1])
+        self.entry_source = input_path
         self.key = cache_key(split, keyed, {"task": "score"}, renderer, encoder)
         self.entry = cache_root(data) / self.key
         self.hit: dict[str, list] | None = None
@@ -405,7 +413,11 @@ class ScoreEncodings:
         items = [EncodedRanked(seqs, [], where) for where, seqs in self.new]
         try:
             _write_entry(tmp, iter([items[i:i + 4096] for i in range(0, len(items), 4096)]),
-                         lambda: {"key": self.key, "rewardkit": __version__, "truncation": self._counts()})
+                         lambda: {"key": self.key, "source": self.entry_source, "rewardkit": __version__,
+                                  "truncation": self._counts()})
             os.replace(tmp, self.entry)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
+            return
+        cache_store.touch(self.entry)
+        cache_store.evict(root, self.max_gb, keep=self.key)
