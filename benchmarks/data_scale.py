@@ -1,7 +1,7 @@
 """Data at scale: time to the first step and peak RSS, first run (tokenize + write the cache) vs cached run.
 
     python benchmarks/data_scale.py --sizes 10000,100000            # the table in benchmarks/README.md
-    python benchmarks/data_scale.py --sizes 1000000 --num-proc 2     # 1M pairs (the first run takes long)
+    python benchmarks/data_scale.py --sizes 1000000 --runs first,cached,cached   # 1M pairs (the first run takes long)
 
 Data: the bundled hh-rlhf harmless sample (2,312 records) repeated to N pairs, each copy made unique by a tag
 appended to both responses (``" [copy k]"``), written as JSONL. Model: a tiny randomly initialised Llama (2
@@ -16,6 +16,8 @@ Each run is ``rewardkit.train`` with ``train.max_steps: 1``, no eval split, in i
   is printed as ``workers``).
 
 The first run of a size starts with an empty cache directory; the cached run is the same command again.
+Each row also gives the CPU seconds of the run (the training process and its tokenizer workers) and the load
+average of the machine over the run, since a shared machine's wall times mean little without it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,6 +90,8 @@ def child(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--runs", default="first,cached",
+                    help="runs per size, in order: 'first' empties the size's cache directory, 'cached' reuses it")
     ap.add_argument("--num-proc", type=int, default=None, help="data.num_proc (default: the cores)")
     ap.add_argument("--tokenizer", default="/work/shared/tokenizers/gpt2")
     ap.add_argument("--workdir", default=None)
@@ -109,22 +114,33 @@ def main() -> None:
     for n in [int(s) for s in args.sizes.split(",")]:
         data = make_data(n, work)
         cache = work / f"cache_{n}"
-        for run in ("first", "cached"):
+        for i, run in enumerate(args.runs.split(",")):
+            if run == "first":
+                shutil.rmtree(cache, ignore_errors=True)
+            out = work / f"run_{n}_{i}_{run}"
+            shutil.rmtree(out, ignore_errors=True)
             cmd = [sys.executable, __file__, "--child", "--model", str(model), "--data", str(data),
-                   "--cache-dir", str(cache), "--output-dir", str(work / f"run_{n}_{run}")]
+                   "--cache-dir", str(cache), "--output-dir", str(out)]
             if args.num_proc is not None:
                 cmd += ["--num-proc", str(args.num_proc)]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            load0 = os.getloadavg()[0]
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(proc.stderr[-3000:])
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             r = json.loads(proc.stdout.strip().splitlines()[-1])
+            # user + system seconds of the child and of its (waited-for) tokenizer workers
+            r["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            r["load"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
             rows.append((n, run, r))
             print(json.dumps({"n": n, "run": run, **r}), flush=True)
-    print("\n| pairs | run | to first step (s) | of which data (s) | peak RSS (MB) | workers' peak RSS (MB) |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("\n| pairs | run | to first step (s) | of which data (s) | CPU (s) | peak RSS (MB) | workers' peak RSS (MB) "
+          "| load (start, end) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---|")
     for n, run, r in rows:
-        print(f"| {n:,} | {run} | {r['to_first_step']:.1f} | {r['data_seconds']:.1f} | {r['rss_mb']:.0f} | "
-              f"{r['workers_rss_mb']:.0f} |")
+        print(f"| {n:,} | {run} | {r['to_first_step']:.1f} | {r['data_seconds']:.1f} | {r['cpu_seconds']:.0f} | "
+              f"{r['rss_mb']:.0f} | {r['workers_rss_mb']:.0f} | {r['load'][0]}, {r['load'][1]} |")
 
 
 if __name__ == "__main__":

@@ -104,17 +104,21 @@ def check_steps(problem: Problem, steps: list[str]) -> list[int]:
 
 
 def generate(n_problems: int, solutions_per_problem: int = 1, error_rate: float = 0.5, seed: int = 0,
-             single_digit: bool = False) -> list[dict]:
+             single_digit: bool = False, kinds: tuple[str, ...] = ERROR_KINDS) -> list[dict]:
     """Records in the documented ``steps`` layout, each with ``correct`` (final answer right), ``group`` (the
     problem), ``answer`` (the stated final result) and ``error_kind`` (the injection, None for none; a diagnostic
-    the loader ignores)."""
+    the loader ignores). ``kinds``: the error kinds injected (``("arith",)``: every first error can be checked
+    inside its own step, without looking the operation up in the prompt)."""
+    unknown = set(kinds) - set(ERROR_KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"error kinds must be some of {ERROR_KINDS}, got {kinds}")
     rng = random.Random(seed)
     records = []
     for p in range(n_problems):
         problem = make_problem(rng, single_digit=single_digit)
         for _ in range(solutions_per_problem):
             err = rng.randrange(len(problem.ops)) if rng.random() < error_rate else None
-            kind = rng.choice(ERROR_KINDS)
+            kind = rng.choice(kinds)
             steps = solve(problem, rng, err, kind)
             # single-digit data: a wrong solution keeps its numbers in 0..9 too (redrawn), so a two-digit or
             # negative number never gives an error away
@@ -168,19 +172,93 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 # --- the learning run ----------------------------------------------------------------------------------------
 
+CHAR_SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+
+def char_tokenizer(directory: Path):
+    """A character-level fast tokenizer (printable ASCII and newline, one token each), saved to ``directory``.
+
+    Why: GPT-2's BPE gives a number a different token at a step's start (``"4"``) than after a space (``" 4"``),
+    and some two-digit numbers one token, others two; a tiny model trained from scratch must then learn that
+    ``"4"`` and ``" 4"`` are the same value before it can check a step. One token per character removes that.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate([*CHAR_SPECIALS, *chars])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+                                  unk_token="<unk>", model_max_length=1024)
+    tok.save_pretrained(directory)
+    return tok
+
+
 def tiny_model(directory: Path, tokenizer_dir: str, hidden: int = 128, layers: int = 4, seed: int = 0) -> Path:
-    """A randomly initialised Llama-architecture decoder (no pretrained weights) with a real GPT-2 tokenizer."""
+    """A randomly initialised Llama-architecture decoder (no pretrained weights) with a real GPT-2 tokenizer, or
+    (``tokenizer_dir`` ``char``) :func:`char_tokenizer`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tok = char_tokenizer(directory) if tokenizer_dir == "char" else AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512, num_labels=1,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     LlamaForSequenceClassification(cfg).save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+# --- baselines and intervals ----------------------------------------------------------------------------------
+
+def position_prior(records: list[dict]) -> dict[tuple[int, int], float]:
+    """P(step right | step index, number of steps) counted on ``records``: what the position alone predicts."""
+    seen: dict[tuple[int, int], list[int]] = {}
+    for r in records:
+        for i, y in enumerate(r["labels"]):
+            seen.setdefault((i, len(r["labels"])), []).append(y)
+    return {k: sum(v) / len(v) for k, v in seen.items()}
+
+
+def position_scores(records: list[dict], prior: dict[tuple[int, int], float]) -> list[list[float]]:
+    """Step scores of the position-only baseline (a position never seen in training: the overall right rate)."""
+    overall = sum(prior.values()) / len(prior)
+    return [[prior.get((i, len(r["steps"])), overall) for i in range(len(r["steps"]))] for r in records]
+
+
+def prm_figures(scores: list[list[float]], records: list[dict]) -> dict:
+    """The figures the note reports, from step scores: step AUC / accuracy / F1 and earliest-error accuracy."""
+    from rewardkit.eval.step_metrics import earliest_error_metrics, step_level_metrics
+
+    labels = [r["labels"] for r in records]
+    st, ee = step_level_metrics(scores, labels), earliest_error_metrics(scores, labels)
+    return {"step_auc": st["step_auc"], "step_accuracy": st["step_accuracy"], "step_f1_wrong": st["step_f1_wrong"],
+            "ee_accuracy_erroneous": ee["accuracy_erroneous"], "ee_accuracy_correct": ee["accuracy_correct"],
+            "ee_f1": ee["f1"], "ee_chance_f1": ee["chance"]["f1"]}
+
+
+def with_intervals(scores: list[list[float]], records: list[dict], n_boot: int = 1000, seed: int = 0) -> dict:
+    """:func:`prm_figures` with 95% percentile bootstrap intervals, resampling problems (``group``), so the
+    several solutions of one problem stay together."""
+    import numpy as np
+
+    point = prm_figures(scores, records)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault(r["group"], []).append(i)
+    keys = list(groups)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(n_boot):
+        idx = [i for g in rng.choice(len(keys), len(keys)) for i in groups[keys[g]]]
+        for k, v in prm_figures([scores[i] for i in idx], [records[i] for i in idx]).items():
+            if v is not None:
+                draws[k].append(v)
+    return {k: {"value": v, "ci95": [float(np.percentile(draws[k], 2.5)), float(np.percentile(draws[k], 97.5))]
+                if draws[k] else None} for k, v in point.items()}
 
 
 def figures(scorer, test: list[dict], metrics: dict, out: Path) -> list[Path]:
@@ -229,9 +307,8 @@ def by_error_kind(scorer, records: list[dict]) -> dict:
     return {k: {"solutions": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(hits.items())}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None):
     import argparse
-    import time
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/prm-arithmetic")
@@ -241,18 +318,54 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--tokenizer", default="/work/shared/tokenizers/gpt2")
+    p.add_argument("--tokenizer", default="/work/shared/tokenizers/gpt2",
+                   help="a tokenizer directory, or 'char' (one token per character, see char_tokenizer)")
     p.add_argument("--loss", default="step_bce", choices=["step_bce", "step_ce"])
+    p.add_argument("--step-target", default="all", choices=["all", "last", "until_first_error"])
     p.add_argument("--wrong-weight", type=float, default=None,
                    help="class weight of wrong steps (right = 1); default: right/wrong step count of the train data")
+    p.add_argument("--error-kinds", default=",".join(ERROR_KINDS),
+                   help=f"comma-separated kinds of injected errors, of {', '.join(ERROR_KINDS)}")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--multi-digit", action="store_true", help="values beyond 0..9 (harder: a GPT-2 token per number)")
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=192)
+    p.add_argument("--eval-every", type=int, default=None, help="evaluate during training (a learning curve)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the test problems")
     p.add_argument("--data-only", action="store_true", help="write train.jsonl / test.jsonl and stop")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def run_config(args, out: Path, model_dir: Path, wrong_weight: float) -> dict:
+    train = {"lr": args.lr, "batch_size": args.batch_size, "max_steps": args.steps, "warmup_ratio": 0.05,
+             "tensorboard": False, "log_every": 50, "seed": 0}
+    if args.eval_every:
+        train["eval_every"] = args.eval_every
+    return {"model": {"name": str(model_dir), "head": "step", "step_outputs": 1 if args.loss == "step_bce" else 2},
+            "data": {"train": str(out / "train.jsonl"), "eval": str(out / "test.jsonl"), "format": "steps",
+                     "max_length": args.max_length},
+            "loss": {"name": args.loss, "class_weights": [wrong_weight, 1.0], "step_target": args.step_target},
+            "train": train, "output_dir": str(out / "run")}
+
+
+def eval_curve(metrics_file: Path) -> list[dict]:
+    """Step AUC and earliest-error F1 at each evaluation during training (``--eval-every``), from metrics.jsonl."""
+    if not metrics_file.exists():
+        return []
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    keys = ("step_auc", "earliest_error_f1")
+    return [{"step": r.get("step"), **{k: r[k] for k in r if any(k.endswith(x) for x in keys)}}
+            for r in rows if any(k.endswith(x) for k in r for x in keys)]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import time
+
+    args = parse_args(argv)
     out = Path(args.out)
-    train_records = generate(args.train_problems, 2, seed=1, single_digit=not args.multi_digit)
-    test_records = generate(args.test_problems, args.solutions, seed=2, single_digit=not args.multi_digit)
+    kinds = tuple(k.strip() for k in args.error_kinds.split(",") if k.strip())
+    train_records = generate(args.train_problems, 2, seed=1, single_digit=not args.multi_digit, kinds=kinds)
+    test_records = generate(args.test_problems, args.solutions, seed=2, single_digit=not args.multi_digit, kinds=kinds)
     write_jsonl(out / "train.jsonl", train_records)
     write_jsonl(out / "test.jsonl", test_records)
     if args.data_only:
@@ -263,24 +376,22 @@ def main(argv: list[str] | None = None) -> dict:
     n_right = sum(y for r in train_records for y in r["labels"])
     n_wrong = sum(1 - y for r in train_records for y in r["labels"])
     wrong_weight = args.wrong_weight or round(n_right / n_wrong, 3)  # the usual imbalance: most steps are right
-    cfg = {"model": {"name": str(model_dir), "head": "step", "step_outputs": 1 if args.loss == "step_bce" else 2},
-           "data": {"train": str(out / "train.jsonl"), "eval": str(out / "test.jsonl"), "format": "steps",
-                    "max_length": 192},
-           "loss": {"name": args.loss, "class_weights": [wrong_weight, 1.0]},
-           "train": {"lr": args.lr, "batch_size": args.batch_size, "max_steps": args.steps, "warmup_ratio": 0.05,
-                     "tensorboard": False, "log_every": 50, "seed": 0},
-           "output_dir": str(out / "run")}
     t0 = time.time()
-    result = rewardkit.train(cfg)
+    result = rewardkit.train(run_config(args, out, model_dir, wrong_weight))
+    seconds = round(time.time() - t0, 1)
     m = dict(result.metrics["eval"])
-    zero = result.metrics["zero_shot"]
+    scores = [s.step_rewards for s in result.scorer.score_steps([r["prompt"] for r in test_records],
+                                                                 [r["steps"] for r in test_records])]
+    baseline = position_scores(test_records, position_prior(train_records))
     paths = figures(result.scorer, test_records, m, out)
-    summary = {"train_solutions": len(train_records), "test_solutions": len(test_records), "steps": args.steps,
-               "class_weights": [wrong_weight, 1.0], "seconds": round(time.time() - t0, 1), "trained": m,
-               "by_error_kind": by_error_kind(result.scorer, test_records), "zero_shot": zero,
-               "figures": [str(x) for x in paths]}
+    summary = {"argv": argv, "error_kinds": list(kinds), "train_solutions": len(train_records),
+               "test_solutions": len(test_records), "steps": args.steps, "class_weights": [wrong_weight, 1.0],
+               "seconds": seconds, "model": with_intervals(scores, test_records, args.n_boot),
+               "position_only_baseline": with_intervals(baseline, test_records, args.n_boot), "trained": m,
+               "curve": eval_curve(out / "run" / "metrics.jsonl"), "by_error_kind": by_error_kind(result.scorer, test_records),
+               "zero_shot": result.metrics["zero_shot"], "figures": [str(x) for x in paths]}
     (out / "prm_arithmetic.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    print(json.dumps({k: summary[k] for k in ("error_kinds", "seconds", "model", "position_only_baseline")}, indent=2))
     return summary
 
 

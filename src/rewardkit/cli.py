@@ -130,10 +130,9 @@ def cmd_eval(args, overrides: list[str]) -> int:
 
 
 def _examples_summary(m: dict) -> str:
-    keys = {"binary": ("accuracy", "precision", "recall", "f1", "auc", "ece", "brier"),
-            "scalar": ("mse", "rmse", "pearson", "spearman"),
-            "ranked": ("kendall_tau", "spearman", "top1_accuracy"),
-            "multi": ("mse", "rmse", "pearson", "spearman")}[m["format"]]
+    from .eval.format_metrics import format_metrics
+
+    keys = format_metrics(m["format"]).summary
     lines = [f"{m['format']}: {m['examples_scored']} examples scored ({m['examples_dropped']} dropped as over-long); "
              "95% bootstrap intervals" + ("; mean over attributes" if m["format"] == "multi" else "")]
     lines += [f"  {k:14s} {_ci_text(m, k)}" for k in keys]

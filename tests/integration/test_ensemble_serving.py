@@ -126,3 +126,16 @@ def test_eval_reports_uncertainty_metrics_and_the_figure(scorer, hh_file, tmp_pa
     html = write_report(ev, tmp_path / "report").read_text()
     assert "fig-uncertainty" in html and "AUROC of std for a wrong pair" in html
     assert (tmp_path / "report" / "uncertainty.png").exists()
+
+
+def test_eval_cli_prints_the_uncertainty_figures_it_computed(ensemble_dir, hh_file, capsys):
+    assert main(["eval", str(ensemble_dir), str(hh_file), "--json", "--bootstrap", "20"]) == 0
+    u = json.loads(capsys.readouterr().out)["uncertainty"]
+    assert main(["eval", str(ensemble_dir), str(hh_file), "--bootstrap", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "ensemble (4 heads, reward mean_minus_std)" in text
+    lo, hi = u["auroc_std_ci"]
+    assert f"AUROC(std -> wrong) {u['auroc_std']:.4f} [{lo:.4f}, {hi:.4f}]" in text
+    assert f"ECE ensemble        {u['ece_ensemble']:.4f}" in text
+    quant = ", ".join(f"{q['accuracy']:.3f}" for q in u["by_quantile"])
+    assert f"accuracy by std quartile (low -> high) {quant}" in text

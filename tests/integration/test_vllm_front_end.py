@@ -80,7 +80,7 @@ class StandInEngine:
         from transformers import AutoModelForSequenceClassification
 
         self.hf = AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch.float32).eval()
-        self.requests = []
+        self.requests, self.extra = [], []
 
     async def encode(self, prompt, params, request_id):
         from types import SimpleNamespace
@@ -88,9 +88,17 @@ class StandInEngine:
         assert params.task == "classify" and params.use_activation is False  # raw outputs, never a sigmoid
         ids = prompt["prompt_token_ids"]
         self.requests.append(ids)
+        self.extra.append(params.extra_kwargs)
+        yield SimpleNamespace(outputs=SimpleNamespace(data=self.logits(ids, params.extra_kwargs)))
+
+    def logits(self, ids, extra_kwargs=None):
+        """vLLM 0.32's model runner (``gpu_model_runner._init_model_kwargs``): segment ids are rebuilt as
+        ``position >= compressed_token_type_ids``; without that key every token is segment 0."""
+        start = (extra_kwargs or {}).get("compressed_token_type_ids", len(ids))
+        types = (torch.arange(len(ids)) >= start).long()[None]
+        kwargs = {"token_type_ids": types} if self.hf.config.model_type == "bert" else {}
         with torch.no_grad():
-            logits = self.hf(input_ids=torch.tensor([ids])).logits[0]
-        yield SimpleNamespace(outputs=SimpleNamespace(data=logits))
+            return self.hf(input_ids=torch.tensor([ids]), **kwargs).logits[0]
 
     def shutdown(self):
         pass
@@ -109,8 +117,8 @@ def stand_in(monkeypatch):
 
 
 class FakeParams:
-    def __init__(self, task, use_activation):
-        self.task, self.use_activation = task, use_activation
+    def __init__(self, task, use_activation, extra_kwargs=None):
+        self.task, self.use_activation, self.extra_kwargs = task, use_activation, extra_kwargs
 
 
 @pytest.fixture
@@ -147,6 +155,49 @@ def test_server_on_the_vllm_path_answers_with_rewardkit_s_rewards(export, scorer
     assert sent[0] == list(scorer.encode(TEXT_PROMPTS[0], TEXT_RESPONSES[0]).input_ids)
 
 
+def test_encoder_on_the_vllm_path_sends_its_segment_ids_and_answers_with_rewardkit_s_rewards(
+        tokenizer_dirs, tmp_path, stand_in, fake_vllm_types):
+    src = make_rewardkit_dir(tokenizer_dirs, "bert", tmp_path / "model")
+    export_model(src, tmp_path / "out", engines=("vllm",))
+    scorer, front = Scorer.from_pretrained(tmp_path / "out"), FrontEnd.from_export(tmp_path / "out")
+    want = scorer.score(TEXT_PROMPTS, TEXT_RESPONSES)
+    items = [{"prompt": p, "response": r} for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)]
+    cfg = ServerConfig(engine="vllm", model_dir=str(tmp_path / "out"))
+    with Running(front, cfg) as running:
+        status, body = running.post("/score", {"items": items})
+        assert status == 200 and body["rewards"] == pytest.approx(want, abs=1e-4)
+        queries = [p + r for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)]
+        status, body = running.post("/get_reward", {"query": queries, "prompts": TEXT_PROMPTS})
+        assert status == 200 and body["rewards"] == pytest.approx(want, abs=1e-4)
+    engine = stand_in[0]
+    for (p, r), ids, extra in zip(zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True), engine.requests, engine.extra,
+                                  strict=False):
+        enc = scorer.encode(p, r)
+        assert ids == list(enc.input_ids)
+        # segment B starts at the response ([CLS] prompt [SEP] | response [SEP])
+        assert extra == {"compressed_token_type_ids": list(enc.token_type_ids).index(1)}
+        assert extra["compressed_token_type_ids"] == enc.response_start
+    # the segment ids matter: all-zero ids (what vLLM assumes without them) score this model more than 10x the
+    # tolerance away, so the /score check above fails when they are not sent
+    zero = [float(engine.logits(list(scorer.encode(p, r).input_ids))[0])
+            for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)]
+    assert max(abs(a - b) for a, b in zip(zero, want, strict=True)) > 1e-3
+
+
+def test_segment_ids_vllm_cannot_express_are_refused():
+    from rewardkit.data.tokenize import Encoded
+    from rewardkit.serve.vllm_engine import segment_kwargs
+
+    def seq(types):
+        return Encoded(input_ids=list(range(len(types or []))), token_type_ids=types, response_start=0,
+                       score_index=0, prompt_tokens=0)
+
+    assert segment_kwargs(seq(None)) is None and segment_kwargs(seq([0, 0, 0])) is None
+    assert segment_kwargs(seq([0, 0, 1, 1])) == {"compressed_token_type_ids": 2}
+    with pytest.raises(ValueError, match="not zeros followed by ones"):
+        segment_kwargs(seq([0, 1, 0, 1]))
+
+
 def test_multi_attribute_reward_uses_the_manifest_weights(tokenizer_dirs, tmp_path):
     spec = HeadSpec(head="multi", attributes=["helpful", "honest", "harmless"], weighting="learned")
     src = make_rewardkit_dir(tokenizer_dirs, "llama", tmp_path / "model", spec=spec)
@@ -155,7 +206,7 @@ def test_multi_attribute_reward_uses_the_manifest_weights(tokenizer_dirs, tmp_pa
     engine = StandInEngine(tmp_path / "out")
     for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True):
         with torch.no_grad():
-            outputs = engine.hf(input_ids=torch.tensor([list(front.encode(p, r).input_ids)])).logits[0].tolist()
+            outputs = engine.logits(list(front.encode(p, r).input_ids)).tolist()
         assert len(outputs) == 3
         assert reward_from_outputs(outputs, front) == pytest.approx(scorer.score([p], [r])[0], abs=1e-4)
 

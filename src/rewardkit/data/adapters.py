@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..config import FieldsConfig
-from .errors import DataError, SkipReport
+from .errors import DataError, SkipReport, skip_or_raise
 from .formats import Example, Format, parse_examples, split_implicit_prompt
 from .readers import Record
 
@@ -71,9 +71,7 @@ class Adapter:
                 for data in self.convert(rec, fmt, fields, report.add):
                     yield Record(data, rec.source, rec.line)
             except DataError as err:
-                if on_invalid != "skip":
-                    raise
-                report.add(err)
+                skip_or_raise(err, on_invalid, report)
 
 
 def _get(rec: Record, name: str, kind: type | tuple[type, ...], what: str):

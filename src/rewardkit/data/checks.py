@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .errors import DataError, SkipReport
+from .errors import DataError, SkipReport, skip_or_raise
 from .readers import Record
 
 
@@ -34,10 +34,7 @@ def unique_ids(records: Iterable[Record], id_field: str | None, on_invalid: str 
                 raise DataError(rec.source, rec.line, id_field, f"duplicated id {key!r}, first on line {seen[key]}; "
                                 "ids must be unique: remove the repeated record or give it a new id", "duplicate_id")
         except DataError as err:
-            if on_invalid != "skip":
-                raise
-            if report is not None:
-                report.add(err)
+            skip_or_raise(err, on_invalid, report)
             continue
         seen[key] = rec.line
         yield rec

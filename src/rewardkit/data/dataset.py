@@ -1,17 +1,14 @@
-"""Load a split into encoded pairs: read -> validate -> render -> tokenize, with every skip counted."""
+"""Encoded pairs: render -> tokenize (reading and validating is :mod:`rewardkit.data.examples`, the one loader)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from itertools import islice
+from dataclasses import dataclass, replace
 
 from ..config import DataConfig, SplitConfig
-from .checks import unique_ids
-from .errors import DataError, SkipReport
-from .examples import format_of, load_examples  # noqa: F401  (typed examples of every format)
-from .formats import Pair, parse_pairs
-from .readers import read_records
+from .errors import SkipReport
+from .examples import empty_message, format_of, load_examples  # noqa: F401  (public names of this module)
+from .formats import Pair
 from .render import Renderer
 from .tokenize import Encoded, SequenceEncoder
 
@@ -34,25 +31,8 @@ class EncodedPair:
 
 
 def load_pairs(split: SplitConfig, data: DataConfig, report: SkipReport | None = None) -> list[Pair]:
-    report = report if report is not None else SkipReport()
-    records = read_records(split.path, data.on_invalid, report)
-    records = unique_ids(islice(records, split.start, split.stop), data.fields.id, data.on_invalid, report)
-    skipped_before = report.total
-    pairs = list(parse_pairs(records, data.fields, data.on_invalid, report))
-    if not pairs:
-        raise DataError(split.path, None, None, empty_message(split, report, report.total - skipped_before), "empty")
-    return pairs
-
-
-def empty_message(split: SplitConfig, report: SkipReport, skipped: int) -> str:
-    """Why a split yielded nothing, and what to do about it."""
-    if skipped:
-        return (f"no usable records: all {skipped} were invalid and skipped ({dict(report.skipped)}); fix them, or "
-                "run with data.on_invalid: error to stop at the first one")
-    if split.start or split.stop is not None:
-        return (f"no records in the row range [{split.start}, {split.stop}); check the split's start and stop "
-                "against the file's length")
-    return "the file holds no records; check the path, or that the file was fully written"
+    """The pairs of ``split``: the one loader (:func:`load_examples`) with ``data.format`` pinned to pairs."""
+    return load_examples(split, replace(data, format="pairs"), report)  # type: ignore[return-value]
 
 
 def _response_chars(value) -> int:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class DataError(ValueError):
@@ -43,3 +48,23 @@ class SkipReport:
 
     def summary(self) -> dict:
         return {"skipped": self.total, "by_reason": dict(self.skipped), "first": list(self.examples)}
+
+
+def skip_or_raise(err: DataError, on_invalid: str, report: SkipReport | None) -> None:
+    """Do what ``data.on_invalid`` says with a bad record: raise ``err`` (``error``), or count it in ``report``
+    (``skip``), so a skipped record is never dropped silently. Every reader calls this from its
+    ``except DataError`` (one rule, not one copy per reader)."""
+    if on_invalid != "skip":
+        raise err
+    if report is not None:
+        report.add(err)
+
+
+def each_valid(records: Iterable[T], parse: Callable[[T], R], on_invalid: str,
+               report: SkipReport | None) -> Iterator[R]:
+    """``parse(record)`` for each record; a :class:`DataError` goes to :func:`skip_or_raise`."""
+    for rec in records:
+        try:
+            yield parse(rec)
+        except DataError as err:
+            skip_or_raise(err, on_invalid, report)

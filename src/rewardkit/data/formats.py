@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import FieldsConfig
-from .errors import DataError, SkipReport
+from .errors import DataError, SkipReport, each_valid, skip_or_raise
 from .readers import Record
 
 Message = dict[str, str]
@@ -162,14 +162,8 @@ def parse_pair(rec: Record, fields: FieldsConfig) -> Pair:
 
 def parse_pairs(records: Iterable[Record], fields: FieldsConfig, on_invalid: str = "error",
                 report: SkipReport | None = None) -> Iterator[Pair]:
-    for rec in records:
-        try:
-            yield parse_pair(rec, fields)
-        except DataError as err:
-            if on_invalid != "skip":
-                raise
-            if report is not None:
-                report.add(err)
+    """:func:`parse_examples` for ``pairs`` (kept as a name: benchmarks and users call it)."""
+    return parse_examples(records, "pairs", fields, on_invalid, report)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -437,14 +431,7 @@ def parse_examples(records: Iterable[Record], fmt: Format, fields: FieldsConfig,
                    report: SkipReport | None = None) -> Iterator[Example]:
     """Validate each record as ``fmt``; invalid ones raise, or are skipped and counted in ``report``."""
     parse = PARSERS[fmt]
-    for rec in records:
-        try:
-            yield parse(rec, fields)
-        except DataError as err:
-            if on_invalid != "skip":
-                raise
-            if report is not None:
-                report.add(err)
+    return each_valid(records, lambda rec: parse(rec, fields), on_invalid, report)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -531,10 +518,7 @@ def parse_ab_records(records: Iterable[Record], fields: FieldsConfig, winner, st
                 continue
             pair = parse_ab(rec, fields, table, strength)
         except DataError as err:
-            if on_invalid != "skip":
-                raise
-            if report is not None:
-                report.add(err)
+            skip_or_raise(err, on_invalid, report)
             continue
         if pair is None:
             if report is not None:

@@ -114,6 +114,10 @@ def inspect_data(path: str, *, format: str = "auto", adapter: str | None = None,
     else:
         data = DataConfig(format=format, adapter=adapter, fields=fields or FieldsConfig(),  # type: ignore[arg-type]
                           on_invalid="skip")
+    from .step_inspect import inspect_steps, is_step_input  # it builds on this module's Inspection
+
+    if is_step_input(path, data):
+        return inspect_steps(path, data, tokenizer, max_errors)
     report = SkipReport(max_examples=max_errors)
     n_records = 0
 
@@ -164,7 +168,7 @@ def format_inspection(ins: Inspection) -> str:
         lines += [f"format    {ins.format}",
                   f"records   {ins.records} read, {ins.examples} examples",
                   f"prompt    {ins.unit}: {_fmt_lengths(ins.prompt_lengths)}",
-                  f"response  {ins.unit}: {_fmt_lengths(ins.response_lengths)}"]
+                  f"{'step' if ins.format == 'steps' else 'response':9s} {ins.unit}: {_fmt_lengths(ins.response_lengths)}"]
         for k, v in ins.details.items():
             lines.append(f"{k:9s} {v}")
     total = sum(ins.skipped.values())

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from ..config import DataConfig, SplitConfig
-from .checks import unique_ids
 from .errors import DataError, SkipReport
-from .readers import read_records, resolve_path
+from .examples import empty_message, plain_pairs, split_records
+from .readers import resolve_path
 from .tokenize import TruncationStats
 
 log = logging.getLogger(__name__)
@@ -86,14 +86,14 @@ class _Collect(SkipReport):
 
 
 def _encode_chunk(ctx: _Context, kind: str, chunk: list) -> _ChunkResult:
-    from .formats import parse_pairs
+    from .formats import parse_examples
 
     ctx.encoder.stats = TruncationStats()
     collect = _Collect()
     examples = chunk
     try:
         if kind == "records":
-            examples = list(parse_pairs(chunk, ctx.data.fields, ctx.data.on_invalid, collect))
+            examples = list(parse_examples(chunk, "pairs", ctx.data.fields, ctx.data.on_invalid, collect))
         items = ctx.task.encode(examples, ctx.renderer, ctx.encoder)
     except DataError as e:
         return _ChunkResult([], len(chunk), 0, Counter(), collect.seen,
@@ -140,10 +140,9 @@ def _run(ctx: _Context, kind: str, chunks: Iterable[list], num_proc: int) -> Ite
 
 
 def streams(split: SplitConfig, data: DataConfig, task) -> bool:
-    """Plain pairs are validated record by record as they are read (what ``PairTask.load`` reads with
-    ``load_pairs``); anything needing the whole split first goes through ``task.load``."""
-    return (task.format == "pairs" and (split.adapter or data.adapter) is None and data.format in ("auto", "pairs")
-            and data.ratings.to_pairs == "off")
+    """Plain pairs (``examples.plain_pairs``) are validated record by record as they are read, as
+    ``PairTask.load`` reads them; anything needing the whole split first goes through ``task.load``."""
+    return task.format == "pairs" and plain_pairs(split, data)
 
 
 @dataclass
@@ -170,9 +169,7 @@ def encode_split(split: SplitConfig, data: DataConfig, task, renderer, encoder, 
 
         skipped_before = report.total
         if streams(split, data, task):
-            records = read_records(split.path, data.on_invalid, report)
-            records = unique_ids(islice(records, split.start, split.stop), data.fields.id, data.on_invalid, report)
-            kind, source = "records", records
+            kind, source = "records", split_records(split, data, report)
         else:
             kind, source = "examples", task.load(split, data, report)
         parsed = 0
@@ -190,8 +187,6 @@ def encode_split(split: SplitConfig, data: DataConfig, task, renderer, encoder, 
                 bar.update(res.records)
                 yield res.items
         if kind == "records" and not parsed:
-            from .dataset import empty_message
-
             raise DataError(split.path, None, None, empty_message(split, report, report.total - skipped_before),
                             "empty")
 

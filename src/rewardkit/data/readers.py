@@ -1,5 +1,8 @@
 """Read raw records from JSONL, JSON, CSV, Parquet (optionally gzipped) or a `datasets` directory.
 
+JSONL, CSV, Parquet and a top-level JSON array are read as a stream (line by line, row group by row group, item
+by item): a file larger than memory is never held whole, and the records and errors are those of reading it whole.
+
 Each record comes with its location so that later errors can name ``file:line``: the line number for JSONL
 and CSV (1-based, the header is line 1 in CSV), the item number for a JSON array, the row number for Parquet
 and saved datasets.
@@ -7,17 +10,19 @@ and saved datasets.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
-import io
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import DataError, SkipReport
+from . import json_stream
+from .errors import DataError, SkipReport, skip_or_raise
 from .text_checks import DuplicateKey, duplicate_key_error, surrogate_error, unique_keys
 
 BUILTIN_DATA = {
@@ -80,10 +85,8 @@ def read_records(path: str, on_invalid: str = "error", report: SkipReport | None
                         "(optionally .gz) or a datasets.save_to_disk directory", "unsupported_file")
     for item in _guard_decoding(reader, source):
         if isinstance(item, DataError):
-            if on_invalid == "skip":
-                report.add(item)
-                continue
-            raise item
+            skip_or_raise(item, on_invalid, report)
+            continue
         yield item
 
 
@@ -133,6 +136,29 @@ def _read_jsonl(p: Path, source: str) -> Iterator[Record | DataError]:
 
 
 def _read_json(p: Path, source: str) -> Iterator[Record | DataError]:
+    """A top-level array is streamed item by item (:mod:`.json_stream`), one object per line is read as JSONL;
+    anything else (a ``{"data": [...]}`` wrapper, a single object) is read whole."""
+    with _open_bytes(p) as f:
+        layout = json_stream.sniff(f)
+    if layout == "lines":
+        yield from _read_jsonl(p, source)
+    elif layout == "array":
+        with _open_bytes(p) as f:
+            yield from _array_records(json_stream.array_items(f, source), source)
+    else:
+        yield from _read_json_whole(p, source)
+
+
+def _array_records(items, source: str) -> Iterator[Record | DataError]:
+    for i, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            yield DataError(source, i, None, f"item {i} is a {type(item).__name__}, expected an object; every "
+                            "item of the array must be one record", "not_an_object")
+            continue
+        yield surrogate_error(item, source, i) or Record(item, source, i)
+
+
+def _read_json_whole(p: Path, source: str) -> Iterator[Record | DataError]:
     with _open_bytes(p) as f:
         raw = f.read()
     try:
@@ -162,40 +188,50 @@ def _read_json(p: Path, source: str) -> Iterator[Record | DataError]:
     if not isinstance(obj, list):
         raise DataError(source, None, None, f"expected a JSON array of objects, got {type(obj).__name__}; put the "
                         "records in a list, or use .jsonl with one object per line", "not_an_array")
-    for i, item in enumerate(obj, start=1):
-        if not isinstance(item, dict):
-            yield DataError(source, i, None, f"item {i} is a {type(item).__name__}, expected an object; every "
-                            "item of the array must be one record", "not_an_object")
-            continue
-        yield surrogate_error(item, source, i) or Record(item, source, i)
+    yield from _array_records(obj, source)
+
+
+_LINE_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _csv_lines(f, source: str) -> Iterator[str]:
+    """The file's text line by line as ``io.StringIO(text, newline="")`` splits it (``\n``, ``\r\n`` or a lone
+    ``\r`` ends a line, the ending kept: the csv module needs it inside quoted fields), decoded one line at a time:
+    memory holds a line, never the file. Bad UTF-8 is reported at its byte offset, as decoding the whole file did."""
+    offset = 0
+    for lineno, raw in enumerate(f, start=1):  # binary lines end at b"\n" only; UTF-8 never has 0x0A inside a char
+        try:
+            text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(source, None, None, f"not valid UTF-8 (byte {offset + e.start}); re-encode the file as "
+                            "UTF-8", "invalid_utf8") from None
+        offset += len(raw) - (3 if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else 0)
+        if "\r" in text:
+            yield from _LINE_END.findall(text)
+        else:
+            yield text
 
 
 def _read_csv(p: Path, source: str) -> Iterator[Record | DataError]:
     with _open_bytes(p) as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(source, None, None, f"not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
-                        "invalid_utf8") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        header = reader.fieldnames or []
-        rows = [(row, reader.line_num) for row in reader]
-    except csv.Error as e:
-        raise DataError(source, reader.line_num + 1, None, f"unreadable CSV ({e}); check the quoting, or use JSONL for "
-                        "fields longer than 128 KiB", "invalid_csv") from None
-    for row, lineno in rows:
-        if None in row:
-            yield DataError(source, lineno, None, f"has {len(header) + len(row[None])} columns, the header has "
-                            f"{len(header)}; quote fields that contain commas", "csv_columns")
-            continue
-        missing = [k for k, v in row.items() if v is None]
-        if missing:
-            yield DataError(source, lineno, missing[0], f"column is missing on this row (it has fewer than the "
-                            f"{len(header)} header columns); fill it in or remove the row", "missing_field")
-            continue
-        yield Record(dict(row), source, lineno)
+        reader = csv.DictReader(_csv_lines(f, source))
+        try:
+            header = reader.fieldnames or []
+            for row in reader:
+                if None in row:
+                    yield DataError(source, reader.line_num, None, f"has {len(header) + len(row[None])} columns, "
+                                    f"the header has {len(header)}; quote fields that contain commas", "csv_columns")
+                    continue
+                missing = [k for k, v in row.items() if v is None]
+                if missing:
+                    yield DataError(source, reader.line_num, missing[0], f"column is missing on this row (it has "
+                                    f"fewer than the {len(header)} header columns); fill it in or remove the row",
+                                    "missing_field")
+                    continue
+                yield Record(dict(row), source, reader.line_num)
+        except csv.Error as e:
+            raise DataError(source, reader.line_num + 1, None, f"unreadable CSV ({e}); check the quoting, or use JSONL "
+                            "for fields longer than 128 KiB", "invalid_csv") from None
 
 
 def _read_parquet(p: Path, source: str) -> Iterator[Record | DataError]:

@@ -39,13 +39,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 
 from ..config import DataConfig, FieldsConfig, SplitConfig, StepsConfig
-from .checks import unique_ids
-from .errors import DataError, SkipReport
+from .errors import DataError, SkipReport, skip_or_raise
+from .examples import split_records
 from .formats import Text, _messages
-from .readers import Record, read_records
+from .readers import Record
+from .step_detect import detect_step_adapter
 
 
 @dataclass(frozen=True)
@@ -255,10 +255,7 @@ def parse_steps(records: Iterable[Record], data: DataConfig, adapter: str | None
                 rec = Record(convert(rec, data.steps), rec.source, rec.line)
             yield parse_stepwise(rec, prompt_field, data.steps)
         except DataError as err:
-            if data.on_invalid != "skip":
-                raise
-            if report is not None:
-                report.add(err)
+            skip_or_raise(err, data.on_invalid, report)
 
 
 def load_steps(split: SplitConfig, data: DataConfig, report: SkipReport | None = None) -> list[Stepwise]:
@@ -268,8 +265,9 @@ def load_steps(split: SplitConfig, data: DataConfig, report: SkipReport | None =
     if adapter is not None and adapter not in STEP_ADAPTERS:
         raise ValueError(f"data.adapter {adapter!r} does not produce step-level data; step adapters: "
                          f"{', '.join(STEP_ADAPTERS)}")
-    records = islice(read_records(split.path, data.on_invalid, report), split.start, split.stop)
-    records = unique_ids(records, data.fields.id, data.on_invalid, report)
+    records = split_records(split, data, report)
+    if adapter is None:  # the first record's layout picks the adapter (data/step_detect.py)
+        adapter, records = detect_step_adapter(records, data, split.path)
     out = list(parse_steps(records, data, adapter, report))
     if not out:
         raise DataError(split.path, None, None, f"no usable step-level examples (every record was skipped: "

@@ -23,6 +23,7 @@ from ..data.readers import Record, read_records
 from ..data.tokenize import Dropped
 from ..models.reward_model import ModelMeta
 from ..scoring import Scorer, resolve_model_dir
+from .format_metrics import FORMAT_METRICS, format_metrics
 from .metrics import (
     binary_metrics,
     bootstrap_ci,
@@ -182,10 +183,6 @@ def _score(scorer: Scorer, seqs: list, show_progress: bool) -> np.ndarray:
         return np.asarray(scorer.score_encoded(seqs, bar.update), dtype=np.float64)
 
 
-_HEADLINE = {"binary": ("accuracy", "auc", "f1"), "scalar": ("pearson", "spearman", "rmse"),
-             "ranked": ("kendall_tau", "spearman", "top1_accuracy"), "multi": ("pearson", "spearman", "rmse")}
-
-
 def _evaluate_multi(scorer: Scorer, examples: list[MultiRated], *, groups: dict[str, str] | None, n_boot: int,
                     seed: int) -> tuple[dict, list]:
     """Multi-attribute ratings: each of the model's K outputs against the rating of the attribute of the same
@@ -219,7 +216,7 @@ def _evaluate_multi(scorer: Scorer, examples: list[MultiRated], *, groups: dict[
 
     n = len(kept)
     out = metric(np.arange(n))
-    for key in _HEADLINE["multi"]:
+    for key in format_metrics("multi").headline:
         if out.get(key) is not None:
             out[f"{key}_ci"] = bootstrap_ci(lambda i, k=key: _nan(metric(i).get(k)), n, n_boot, seed)
     for a in names:  # per-attribute intervals of the headline correlation
@@ -244,7 +241,7 @@ def evaluate_examples(scorer: Scorer, fmt: Format, examples: list[Example], *, g
     examples (ranked: prompts). Examples with a response dropped by the over-length policy are left out."""
     if fmt == "multi":
         return _evaluate_multi(scorer, examples, groups=groups, n_boot=n_boot, seed=seed)
-    if fmt not in _HEADLINE:
+    if fmt not in FORMAT_METRICS or not FORMAT_METRICS[fmt].headline:
         raise ValueError(f"no evaluation for data format {fmt!r}")
     if fmt == "ranked":
         items = [(e.prompt, r, e.where) for e in examples for r in e.responses]
@@ -285,7 +282,7 @@ def evaluate_examples(scorer: Scorer, fmt: Format, examples: list[Example], *, g
         raise ValueError("every example was dropped by the over-length policy")
     n = len(kept)
     out = metric(np.arange(n))
-    for key in _HEADLINE[fmt]:
+    for key in FORMAT_METRICS[fmt].headline:
         if out.get(key) is not None:
             out[f"{key}_ci"] = bootstrap_ci(lambda i, k=key: _nan(metric(i).get(k)), n, n_boot, seed)
     out["format"] = fmt

@@ -20,7 +20,7 @@ from typing import Literal
 
 from ..config import DataConfig
 from ..data.cache import ScoreEncodings
-from ..data.errors import DataError, SkipReport
+from ..data.errors import DataError, SkipReport, skip_or_raise
 from ..data.formats import Text, _text_or_messages
 from ..data.readers import Record, read_records
 from ..data.tokenize import Dropped, Encoded
@@ -106,9 +106,7 @@ def score_file(scorer: Scorer, input_path: str, output_path: str, normalize: boo
         try:
             parts = _score_parts(rec, data)
         except DataError as err:
-            if on_invalid != "skip":
-                raise
-            report.add(err)
+            skip_or_raise(err, on_invalid, report)
             row.update(_null_rewards(rec.data, data))
             continue
         try:

@@ -15,7 +15,7 @@ def score_steps_file(scorer, input_path: str, output_path: str, fmt: str, on_inv
     import time
 
     from ..config import DataConfig
-    from ..data.errors import DataError, SkipReport
+    from ..data.errors import DataError, SkipReport, skip_or_raise
     from ..data.readers import read_records
     from ..data.step_tokenize import StepDropped
     from ..data.steps import parse_stepwise
@@ -30,9 +30,7 @@ def score_steps_file(scorer, input_path: str, output_path: str, fmt: str, on_inv
         try:
             items.append(scorer.step_encoder.encode(parse_stepwise(rec, cfg.fields.prompt, cfg.steps)))
         except DataError as err:
-            if on_invalid != "skip":
-                raise
-            report.add(err)
+            skip_or_raise(err, on_invalid, report)
             continue
         except StepDropped:
             dropped += 1

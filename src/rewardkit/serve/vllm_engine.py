@@ -5,9 +5,10 @@ The HTTP protocol, validation, authentication, limits, `/health` and `/metrics` 
 the server holds a :class:`~rewardkit.serve.front_end.FrontEnd` (tokenizer, rendering, manifest) instead of a
 Scorer: vLLM has the only copy of the weights.
 Requests are still tokenized by rewardkit (the same tokens as ``rewardkit score``) and sent to vLLM as token ids,
-so vLLM's continuous batching does the forward and its pooler reads the last token (decoders) through the
-classifier. The model must be a ``rewardkit export`` directory: its ``config.json`` has ``problem_type:
-"regression"`` (raw outputs, :mod:`rewardkit.export.manifest`), which is checked at start-up.
+so vLLM's continuous batching does the forward and its pooler reads the last token (decoders) or [CLS]
+(encoders, whose segment ids go along: :func:`segment_kwargs`) through the classifier. The model must be a
+``rewardkit export`` directory: its ``config.json`` has ``problem_type: "regression"`` (raw outputs,
+:mod:`rewardkit.export.manifest`), which is checked at start-up.
 
 vLLM API used (0.32, ``vllm/v1/engine/async_llm.py``): ``AsyncLLM.from_engine_args(AsyncEngineArgs(model, runner=
 "pooling", ...))`` and ``AsyncLLM.encode(TokensPrompt, PoolingParams(task="classify", use_activation=False),
@@ -76,7 +77,8 @@ class VllmBatcher:
         from vllm import PoolingParams
         from vllm.inputs import TokensPrompt
 
-        params = PoolingParams(task="classify", use_activation=False)  # raw outputs, whatever the config says
+        params = PoolingParams(task="classify", use_activation=False,  # raw outputs, whatever the config says
+                               extra_kwargs=segment_kwargs(seq))
         final = None
         async for out in self._engine.encode(TokensPrompt(prompt_token_ids=list(seq.input_ids)), params,
                                              f"rk-{next(self._ids)}"):
@@ -90,6 +92,22 @@ class VllmBatcher:
         outputs = await asyncio.gather(*(self._one(s) for s in seqs))
         self.metrics.items += len(seqs)
         return [reward_from_outputs(o, self.scorer) for o in outputs]
+
+
+def segment_kwargs(seq: Encoded) -> dict | None:
+    """An encoder's segment ids as vLLM takes them with a token prompt: the index where segment B (the response)
+    starts, ``extra_kwargs["compressed_token_type_ids"]`` (what vLLM 0.32's own ``/score`` sends,
+    ``entrypoints/pooling/scoring/io_processor.py``; its model runner rebuilds the ids as ``position >= start``).
+    Without it BERT reads the response as segment A and scores something else. None: no segment B (decoders, or
+    a tokenizer without token types), which is vLLM's default of all zeros."""
+    types = seq.token_type_ids
+    if types is None or not any(types):
+        return None
+    start = list(types).index(1) if 1 in types else len(types)
+    if any(t != 0 for t in types[:start]) or any(t != 1 for t in types[start:]):
+        # vLLM can only express zeros followed by ones; rewardkit's encoder never makes anything else
+        raise ValueError(f"token type ids {list(types)} are not zeros followed by ones: vLLM cannot take them")
+    return {"compressed_token_type_ids": start}
 
 
 def reward_from_outputs(outputs: list[float], front: FrontEnd) -> float:

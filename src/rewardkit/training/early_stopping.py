@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError, EarlyStoppingConfig, RunConfig
+from ..eval.format_metrics import LOWER_IS_BETTER, lower_is_better  # noqa: F401  (LOWER_IS_BETTER: old home)
 
 log = logging.getLogger(__name__)
 
 BEST_FILE = "early_stopping_best.safetensors"
-LOWER_IS_BETTER = frozenset({"loss", "mse", "rmse", "mae", "ece", "brier"})
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -48,7 +48,7 @@ def selection_metric(cfg: EarlyStoppingConfig, task) -> tuple[str, str]:
     """(metric, mode): ``auto`` is the task's selection metric (pair accuracy, AUC, Pearson ...), the mode
     follows from the metric's name (losses and errors are minimised)."""
     metric = cfg.metric if cfg.metric != "auto" else getattr(task, "selection_metric", None) or task.primary
-    mode = cfg.mode if cfg.mode != "auto" else ("min" if metric in LOWER_IS_BETTER else "max")
+    mode = cfg.mode if cfg.mode != "auto" else ("min" if lower_is_better(metric) else "max")
     return metric, mode
 
 

@@ -33,9 +33,6 @@ class StepTask(Task):
     """Step labels -> masked step BCE (1 logit) or CE (2 classes) at each step's end token."""
 
     format = "steps"
-    primary = "earliest_error_f1"
-    selection_metric = "step_auc"  # threshold-free, and defined on every labelled step
-    higher_is_better = True
     cacheable = False  # data/cache.py has no columns for step items: tokenized in memory each run
 
     def __init__(self, cfg: RunConfig):

@@ -27,20 +27,21 @@ metrics. A pairwise loss on the two scores of a pair is an entry in ``losses.PAI
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
 from ..config import DataConfig, LossConfig, RunConfig, SplitConfig
 from ..data.collate import pad_batch
-from ..data.dataset import EncodedPair, encode_pairs, load_pairs
+from ..data.dataset import EncodedPair, encode_pairs
 from ..data.errors import SkipReport
-from ..data.examples import format_of, load_examples
+from ..data.examples import format_of, load_examples, plain_pairs
 from ..data.formats import Labeled, MultiRated, Pair, Ranked, Rated
 from ..data.packing import pack_groups, pack_pairs
 from ..data.render import Renderer
 from ..data.tokenize import Dropped, Encoded, SequenceEncoder
+from ..eval.format_metrics import format_metrics
 from ..eval.metrics import (
     binary_metrics,
     longer_wins_baseline,
@@ -101,11 +102,17 @@ class Task:
     """Base: the data format a loss trains on, and what the loop does with it."""
 
     format: str = "pairs"
-    primary: str = "loss"
-    """The headline held-out metric (logged in the progress bar)."""
-    selection_metric: str | None = None
-    """What ``train.early_stopping`` selects on by default; None: :attr:`primary`."""
-    higher_is_better: bool = False
+
+    @property
+    def primary(self) -> str:
+        """The headline held-out metric (logged in the progress bar): the format's row in
+        :data:`rewardkit.eval.format_metrics.FORMAT_METRICS`."""
+        return format_metrics(self.format).primary
+
+    @property
+    def selection_metric(self) -> str:
+        """What ``train.early_stopping`` selects on by default (the same table)."""
+        return format_metrics(self.format).selection
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -191,8 +198,6 @@ class PairTask(Task):
     """
 
     format = "pairs"
-    primary = "accuracy"
-    higher_is_better = True
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
@@ -207,8 +212,8 @@ class PairTask(Task):
         self.budgets = self.score_loss is not None
 
     def load(self, split: SplitConfig, data: DataConfig, report: SkipReport) -> list[Pair]:
-        if (split.adapter or data.adapter) is None and data.format in ("auto", "pairs") and data.ratings.to_pairs == "off":
-            return load_pairs(split, data, report)  # the core pairwise reader (with its duplicate-id check)
+        if plain_pairs(split, data):  # read as pairs, not detected, as data/parallel.py streams them
+            data = replace(data, format="pairs")
         return super().load(split, data, report)
 
     def encode(self, examples: list[Pair], renderer, encoder) -> list[EncodedPair]:
@@ -323,9 +328,6 @@ class BinaryTask(Task):
     """Accept/reject labels -> cross-entropy on the classifier head (or a scalar head read as one logit)."""
 
     format = "binary"
-    primary = "accuracy"
-    selection_metric = "auc"  # threshold-free: accuracy at a fixed threshold is coarse on a small dev split
-    higher_is_better = True
 
     def encode(self, examples: list[Labeled], renderer, encoder) -> list[EncodedExample]:
         return self._encode_single(examples, renderer, encoder, lambda ex: (int(ex.label), None))
@@ -362,8 +364,6 @@ class ScalarTask(Task):
     """Scalar ratings -> MSE or RMSE on the reward."""
 
     format = "scalar"
-    primary = "pearson"
-    higher_is_better = True
 
     def encode(self, examples: list[Rated], renderer, encoder) -> list[EncodedExample]:
         return self._encode_single(examples, renderer, encoder, lambda ex: (float(ex.score), None))
@@ -386,8 +386,6 @@ class MultiTask(Task):
     """Ratings of several attributes -> masked multi-attribute MSE on the K outputs of the multi head."""
 
     format = "multi"
-    primary = "pearson"
-    higher_is_better = True
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
@@ -435,8 +433,6 @@ class RankedTask(Task):
     """K ranked responses per prompt -> the K-choose-2 ranking loss; all K go through one forward."""
 
     format = "ranked"
-    primary = "pair_accuracy"
-    higher_is_better = True
 
     def encode(self, examples: list[Ranked], renderer, encoder) -> list[EncodedRanked]:
         out = []
