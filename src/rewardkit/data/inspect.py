@@ -104,6 +104,18 @@ def _details(examples: list[Example]) -> dict:
     return {}
 
 
+class CountedRecords:
+    """The records of ``path`` (undecodable lines skipped into ``report``), counting how many were read."""
+
+    def __init__(self, path: str, report: SkipReport):
+        self.path, self.report, self.n = path, report, 0
+
+    def __iter__(self) -> Iterator[Record]:
+        for rec in read_records(self.path, "skip", self.report):
+            self.n += 1
+            yield rec
+
+
 def inspect_data(path: str, *, format: str = "auto", adapter: str | None = None, tokenizer=None,
                  fields: FieldsConfig | None = None, max_errors: int = 5, data: DataConfig | None = None) -> Inspection:
     """Read ``path`` skipping (and counting) invalid records; ``tokenizer`` is a loaded tokenizer or None.
@@ -119,21 +131,15 @@ def inspect_data(path: str, *, format: str = "auto", adapter: str | None = None,
     if is_step_input(path, data):
         return inspect_steps(path, data, tokenizer, max_errors)
     report = SkipReport(max_examples=max_errors)
-    n_records = 0
-
-    def counted() -> Iterator[Record]:
-        nonlocal n_records
-        for rec in read_records(path, "skip", report):
-            n_records += 1
-            yield rec
+    counted = CountedRecords(path, report)
 
     unit = "tokens" if tokenizer is not None else "characters"
     ins = Inspection(path=path, format=None, adapter=adapter, records=0, examples=0, unit=unit)
     try:
-        fmt, examples = read_examples(SplitConfig(path=path), data, report, counted())
+        fmt, examples = read_examples(SplitConfig(path=path), data, report, iter(counted))
     except (DataError, ValueError) as e:
         ins.error = str(e)
-        ins.records = n_records
+        ins.records = counted.n
         ins.skipped, ins.first_invalid = dict(report.skipped), list(report.examples)
         return ins
 
@@ -141,7 +147,7 @@ def inspect_data(path: str, *, format: str = "auto", adapter: str | None = None,
         text = _text(value)
         return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else len(text)
 
-    ins.format, ins.records, ins.examples = fmt, n_records, len(examples)
+    ins.format, ins.records, ins.examples = fmt, counted.n, len(examples)
     ins.prompt_lengths = LengthStats.of([length(e.prompt) for e in examples])
     ins.response_lengths = LengthStats.of([length(r) for e in examples for r in _responses(e)])
     if tokenizer is not None and examples and ins.response_lengths and ins.response_lengths.max == 0:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterator
 
 from ..config import DataConfig
 from .errors import DataError, SkipReport
-from .inspect import Inspection, LengthStats, _text
-from .readers import Record, read_records
+from .inspect import CountedRecords, Inspection, LengthStats, _text
+from .readers import read_records
 from .step_detect import adapter_of, detect_step_layout, peek
 from .steps import STEP_ADAPTERS, Stepwise, parse_steps
 
@@ -67,19 +66,13 @@ def inspect_steps(path: str, data: DataConfig, tokenizer=None, max_errors: int =
     """Read ``path`` as step-level data, skipping (and counting) invalid records."""
     data = dataclasses.replace(data, on_invalid="skip")
     report = SkipReport(max_examples=max_errors)
-    n_records = 0
-
-    def counted() -> Iterator[Record]:
-        nonlocal n_records
-        for rec in read_records(path, "skip", report):
-            n_records += 1
-            yield rec
+    counted = CountedRecords(path, report)
 
     unit = "tokens" if tokenizer is not None else "characters"
     adapter = data.adapter
     ins = Inspection(path=path, format="steps", adapter=adapter, records=0, examples=0, unit=unit)
     try:
-        records = counted()
+        records = iter(counted)
         if adapter is None:
             first, records = peek(records)
             layout = detect_step_layout(first.data, data) if first is not None else None
@@ -87,14 +80,14 @@ def inspect_steps(path: str, data: DataConfig, tokenizer=None, max_errors: int =
             ins.details["layout"] = layout or "steps"
         examples = list(parse_steps(records, data, adapter, report))
     except (DataError, ValueError) as e:
-        ins.error, ins.records = str(e), n_records
+        ins.error, ins.records = str(e), counted.n
         ins.skipped, ins.first_invalid = dict(report.skipped), list(report.examples)
         return ins
 
     def length(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else len(text)
 
-    ins.adapter, ins.records, ins.examples = adapter, n_records, len(examples)
+    ins.adapter, ins.records, ins.examples = adapter, counted.n, len(examples)
     ins.prompt_lengths = LengthStats.of([length(_text(e.prompt)) for e in examples])
     ins.response_lengths = LengthStats.of([length(s) for e in examples for s in e.steps])
     ins.details.update(step_details(examples))
