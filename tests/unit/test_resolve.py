@@ -58,31 +58,42 @@ def test_auto_packing_packs_the_losses_proven_equal_and_says_why_not_otherwise()
         assert enc.packing is True, enc.reasons["packing"]
 
 
-def test_auto_token_budget_keeps_activations_within_the_training_state():
-    """SmolLM2-135M on a machine with room: activations <= 16 B/param (TRL-like peak), a multiple of 64 above one
-    pair (1,024 tokens at max length 512), and no checkpointing."""
-    r = resolve(cfg(), SMOLLM2, MachineFacts(device="cpu", bf16_fast=False, memory_bytes=64 * GB),
+def test_auto_token_budget_keeps_activations_within_a_checkpointing_padded_trainers():
+    """SmolLM2-135M on a machine with room: activations no larger than what a padded trainer that checkpoints
+    (TRL's default) keeps for the batch (2 x 8 pairs x 512 tokens at the checkpointed cost), a multiple of 64 and
+    at least one sequence, and no checkpointing."""
+    r = resolve(cfg(batch_size=8), SMOLLM2, MachineFacts(device="cpu", bf16_fast=False, memory_bytes=64 * GB),
                 pairwise=True, packs=False, world=1)
     budget = r.max_tokens_per_forward
-    assert budget % 64 == 0 and 1024 <= budget
-    assert budget * activation_bytes_per_token(SMOLLM2, False) <= 16 * SMOLLM2.parameters
-    assert (budget + 64) * activation_bytes_per_token(SMOLLM2, False) > 16 * SMOLLM2.parameters
+    peer = 2 * 8 * 512 * activation_bytes_per_token(SMOLLM2, True)
+    assert budget % 64 == 0 and 512 <= budget
+    assert budget * activation_bytes_per_token(SMOLLM2, False) <= peer
+    assert (budget + 64) * activation_bytes_per_token(SMOLLM2, False) > peer
+    assert budget == 576  # the figure measured in issue 22 (4.36 GB against TRL's 4.66 GB in bf16)
     assert r.gradient_checkpointing is False
+    # the peer keeps more for a bigger batch, and so may we; a token-sized batch is the peer's batch
+    assert resolve(cfg(batch_size=32), SMOLLM2, MachineFacts(device="cpu", bf16_fast=False, memory_bytes=64 * GB),
+                   pairwise=True, packs=False, world=1).max_tokens_per_forward > 3 * budget
+    by_tokens = resolve(cfg(max_tokens_per_batch=4096), SMOLLM2, MachineFacts(device="cpu", bf16_fast=False,
+                        memory_bytes=64 * GB), pairwise=True, packs=False, world=1)
+    assert by_tokens.max_tokens_per_forward == 512  # the floor: one sequence
 
 
 def test_a_small_machine_gets_a_smaller_budget_then_checkpointing():
-    roomy = resolve(cfg(), SMOLLM2, MachineFacts(device="cpu", bf16_fast=False, memory_bytes=64 * GB),
+    roomy = resolve(cfg(batch_size=32), SMOLLM2, MachineFacts(device="cpu", bf16_fast=False, memory_bytes=64 * GB),
                     pairwise=True, packs=False, world=1)
     # 5 GB: the training state (2.15 GB) plus one pair's activations (1.8 GB) exceed 60% of it
     small = MachineFacts(device="cpu", bf16_fast=False, memory_bytes=5 * GB)
     assert training_state_bytes(SMOLLM2, False) + 1024 * activation_bytes_per_token(SMOLLM2, False) > 0.6 * 5 * GB
-    tight = resolve(cfg(), SMOLLM2, small, pairwise=True, packs=False, world=1)
+    tight = resolve(cfg(batch_size=32), SMOLLM2, small, pairwise=True, packs=False, world=1)
     assert tight.gradient_checkpointing is True and "does not fit" in tight.reasons["gradient_checkpointing"]
     assert tight.max_tokens_per_forward >= 1024
-    # told not to checkpoint, it keeps the floor (one pair per pass) and stays off
-    off = resolve(cfg(model={"gradient_checkpointing": False}), SMOLLM2, small, pairwise=True, packs=False, world=1)
-    assert off.gradient_checkpointing is False and off.max_tokens_per_forward == 1024
-    assert roomy.max_tokens_per_forward >= off.max_tokens_per_forward
+    # told not to checkpoint, it gets what the machine's memory leaves (a pair over it runs as a pass of its own)
+    off = resolve(cfg(batch_size=32, model={"gradient_checkpointing": False}), SMOLLM2, small, pairwise=True,
+                  packs=False, world=1)
+    room = (int(0.6 * 5 * GB) - training_state_bytes(SMOLLM2, False)) // activation_bytes_per_token(SMOLLM2, False)
+    assert off.gradient_checkpointing is False and off.max_tokens_per_forward == max(512, room // 64 * 64)
+    assert roomy.max_tokens_per_forward > off.max_tokens_per_forward
 
 
 def test_explicit_settings_are_kept_as_given():

@@ -145,19 +145,25 @@ def training_state_bytes(m: ModelFacts, bf16: bool) -> int:
     return 4 * m.parameters + 12 * m.trainable + (2 * m.parameters if bf16 else 0)
 
 
-def token_budget(m: ModelFacts, machine: MachineFacts, bf16: bool, checkpointing: bool, floor: int) -> int:
+def token_budget(m: ModelFacts, machine: MachineFacts, bf16: bool, checkpointing: bool, *, batch_tokens: int,
+                 floor: int) -> int:
     """Tokens per forward/backward pass: the smaller of
 
-    * the peer's memory: activations no larger than the full training state of the model (16 B per parameter).
-      TRL's `RewardTrainer` checkpoints by default, so its peak is that state plus little; measured on
-      SmolLM2-135M (batch 8, length 512, issue 22): rewardkit at 1,536 tokens per pass peaked at 6.8 GB against
-      TRL's 7.0 GB, and this rule gives 1,152 there, inside that margin;
+    * the peer's memory: activations no larger than what a padded trainer that checkpoints (TRL's
+      `RewardTrainer` by default) keeps for the whole micro-batch, ``batch_tokens`` (2 rows x batch size x max
+      length) at the checkpointed cost per token. Both hold the same training state, so this keeps the peak at or
+      below the peer's. An earlier rule (activations within the 16 B/param training state: 1,216 tokens for
+      SmolLM2-135M at batch 8, length 512) peaked at 5.26 GB against TRL's 4.66 GB in bf16 on an AVX512-BF16 CPU
+      (issue 22); this one gives 576 there, measured at 4.36 GB with the same step time (passes of 640: 63.4 s,
+      of 1,216: 66.1 s for 10 steps), as a pass of a few hundred tokens already runs the matmuls near full rate;
     * the machine's memory: training state plus activations within :data:`MEMORY_SHARE` of it,
 
-    rounded down to a multiple of 64 and never below ``floor`` (one pair must fit in a pass).
+    rounded down to a multiple of 64 and never below ``floor`` (one sequence). A pair costlier than the budget
+    still gets a pass of its own (data/packing.py:token_budget_batches), which is why the checkpointing decision
+    asks :func:`fits` about one whole pair, not about the budget.
     """
     per_token = activation_bytes_per_token(m, checkpointing)
-    peer = 16 * m.parameters // per_token
+    peer = batch_tokens * activation_bytes_per_token(m, True) // per_token
     room = (int(MEMORY_SHARE * machine.memory_bytes) - training_state_bytes(m, bf16)) // per_token
     return max(floor, min(peer, room) // 64 * 64)
 
@@ -193,7 +199,9 @@ def resolve(cfg: RunConfig, model: ModelFacts, machine: MachineFacts, *, pairwis
         reasons["packing"] = ("packed rows: proven equal to padded for this loss" if packing else
                               f"{world} processes: packing runs on one process" if world > 1 else
                               f"loss {cfg.loss.name}: the trainer has no packed layout for it (padded batches)")
-    floor = 2 * cfg.data.max_length
+    pair = 2 * cfg.data.max_length  # the most one pair can cost in a pass (its own pass when over the budget)
+    sizes = {"batch_tokens": tc.max_tokens_per_batch or 2 * tc.batch_size * cfg.data.max_length,
+             "floor": cfg.data.max_length}
     gc = cfg.model.gradient_checkpointing
     budget = tc.max_tokens_per_forward
     if budget == "auto":
@@ -203,16 +211,17 @@ def resolve(cfg: RunConfig, model: ModelFacts, machine: MachineFacts, *, pairwis
                                                  if world > 1 else
                                                  f"loss {cfg.loss.name}: its batches are not cut by tokens: off")
         else:
-            budget = token_budget(model, machine, bf16, gc is True, floor)
-            if gc == "auto" and not fits(model, machine, bf16, False, budget):
+            budget = token_budget(model, machine, bf16, gc is True, **sizes)
+            if gc == "auto" and not fits(model, machine, bf16, False, max(budget, pair)):
                 gc = True  # one pair per pass does not fit without recomputation
-                reasons["gradient_checkpointing"] = f"on: a pass of {floor} tokens (one pair) does not fit without it"
-                budget = token_budget(model, machine, bf16, True, floor)
+                reasons["gradient_checkpointing"] = f"on: a pass of {pair} tokens (one pair) does not fit without it"
+                budget = token_budget(model, machine, bf16, True, **sizes)
+            peer_gb = sizes["batch_tokens"] * activation_bytes_per_token(model, True) / 1e9
             reasons["max_tokens_per_forward"] = (
-                f"{budget} tokens: activations within the training state ({16 * model.parameters / 1e9:.2f} GB) "
-                f"and {MEMORY_SHARE:.0%} of {machine.memory_bytes / 1e9:.1f} GB")
+                f"{budget} tokens: activations within a checkpointing padded trainer's for the batch "
+                f"({peer_gb:.2f} GB) and {MEMORY_SHARE:.0%} of {machine.memory_bytes / 1e9:.1f} GB")
     if gc == "auto":
-        tokens = budget or floor
+        tokens = max(budget or 0, pair)
         gc = not fits(model, machine, bf16, False, tokens)
         reasons["gradient_checkpointing"] = (f"on: one pass of {tokens} tokens does not fit without it" if gc
                                              else "off: the token budget fits without recomputation")
