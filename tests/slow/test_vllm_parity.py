@@ -88,6 +88,32 @@ def tiny_decoder(tokenizer_dirs, out: Path) -> Path:
     return out
 
 
+def tiny_encoder(tokenizer_dirs, out: Path) -> Path:
+    """A random BERT reward model (head_dim 64 as the decoder's), read at [CLS] through the pooler."""
+    import transformers as tf
+
+    from rewardkit.models.reward_model import ModelMeta, model_from_config
+
+    tok = load_test_tokenizer(tokenizer_dirs, "bert")
+    torch.manual_seed(0)
+    cfg = tf.BertConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=512)
+    model = model_from_config(cfg, "encoder", tok)
+    with torch.no_grad():
+        model._head().weight.mul_(50.0)
+    meta = ModelMeta(kind="encoder", pooling="cls", score_token="[CLS]", score_token_id=None,
+                     base_model="tiny-bert", max_length=256)
+    model.save_pretrained(out, tok, meta)
+    return out
+
+
+def verl_text(tok, chat: list[dict]) -> str:
+    """What verl's reward loop sends vLLM for one rollout (``RewardLoopWorker._preprocess_reward_inputs``): the
+    reward model's chat template without a generation prompt, a leading BOS cut off."""
+    text = tok.apply_chat_template(chat, add_generation_prompt=False, tokenize=False)
+    return text[len(tok.bos_token):] if tok.bos_token and text.startswith(tok.bos_token) else text
+
+
 def smollm2(out: Path) -> Path:
     from rewardkit.config import ModelConfig
     from rewardkit.models.reward_model import ModelMeta, build_model
@@ -119,6 +145,7 @@ def check_model(py, src: Path, tmp: Path, parts: list[str]) -> None:
     chats = [p + r for p, r in zip(CHAT_PROMPTS, CHAT_RESPONSES, strict=True)]
     job = {"model": str(exp), "max_len": 256, "parts": parts, "text": text, "chat": chats,
            "chat_text": [tok.apply_chat_template(c, tokenize=False) for c in chats],
+           "verl_text": [verl_text(tok, c) for c in chats],
            "items": [{"prompt": p, "response": r} for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)]
            + [{"messages": c} for c in chats], "queries": text, "query_prompts": TEXT_PROMPTS}
     got = run_job(py, job, tmp)
