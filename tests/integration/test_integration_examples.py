@@ -13,6 +13,7 @@ import json
 import math
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +121,49 @@ def test_openrlhf_example_serves_the_remote_rm_protocol_at_its_url(tiny_model_di
         status, body = server.post(url.rsplit("$RM_PORT", 1)[1], {"query": queries}, token=None)
     assert status == 200
     assert body["rewards"] == pytest.approx(scorer.score(prompts, responses), abs=1e-4)
+
+
+def _verl_reward_section() -> dict:
+    import yaml
+
+    cfg = yaml.safe_load((EXAMPLES / "verl_reward_model.yaml").read_text())
+    assert cfg["defaults"] == ["ppo_trainer", "_self_"]  # composed over verl's own trainer config
+    return cfg["reward"]["reward_model"]
+
+
+def _resolve(value: str, rm: Path) -> str:
+    return value.replace("${oc.env:RM}", str(rm))
+
+
+def test_verl_example_points_vllm_at_the_export_and_its_chat_tokenizer(qwen2_export):
+    rm = _verl_reward_section()
+    assert rm["enable"] is True and rm["rollout"]["name"] == "vllm"
+    assert _resolve(rm["model_path"], qwen2_export) == str(qwen2_export)
+    serving = json.loads((qwen2_export / "rewardkit.json").read_text())["export"]["serving"]
+    assert serving["problem_type"] == "regression" and serving["chat_template"]
+    # the tokenizer verl makes vLLM load is the one the export wrote for chat text with special tokens on
+    tokenizer = _resolve(rm["rollout"]["engine_kwargs"]["vllm"]["tokenizer"], qwen2_export)
+    assert tokenizer == str(qwen2_export / serving["chat_tokenizer"]) and Path(tokenizer, "tokenizer.json").exists()
+
+
+def test_verl_request_through_the_configured_tokenizer_scores_like_rewardkit(qwen2_export):
+    """verl's request replayed offline: its text (export_helpers.verl_text), tokenized as vLLM does (special tokens
+    on) by the tokenizer the config names, read at the last token by the exported sequence classifier (what
+    vLLM computes: tests/slow/test_vllm_parity.py). The root tokenizer is the counter-check: one EOS too many."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .export_helpers import CHAT_PROMPTS, CHAT_RESPONSES, verl_text
+
+    rm = _verl_reward_section()
+    vllm_tok = AutoTokenizer.from_pretrained(_resolve(rm["rollout"]["engine_kwargs"]["vllm"]["tokenizer"], qwen2_export))
+    rm_tok = AutoTokenizer.from_pretrained(_resolve(rm["model_path"], qwen2_export))  # verl's reward_model_tokenizer
+    model = AutoModelForSequenceClassification.from_pretrained(qwen2_export, dtype=torch.float32).eval()
+    want = rewardkit.load_model(qwen2_export).score(CHAT_PROMPTS, CHAT_RESPONSES)
+
+    def rewards(tok):
+        with torch.no_grad():
+            return [model(**tok(verl_text(rm_tok, p + r), return_tensors="pt")).logits[0, 0].item()
+                    for p, r in zip(CHAT_PROMPTS, CHAT_RESPONSES, strict=True)]
+
+    assert rewards(vllm_tok) == pytest.approx(want, abs=1e-4)
+    assert all(abs(a - b) > 1e-2 for a, b in zip(rewards(rm_tok), want, strict=True))

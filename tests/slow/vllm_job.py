@@ -79,6 +79,23 @@ def served(job):
         proc.wait(60)
 
 
+def served_verl(job):
+    """verl's request to a vLLM started as verl's config starts it: ``--tokenizer DIR/chat_tokenizer``
+    (examples/integrations/verl_reward_model.yaml)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", job["model"],
+                             "--tokenizer", job["chat_tokenizer"], "--runner", "pooling", "--dtype", "float32",
+                             "--max-model-len", str(job["max_len"]), "--host", "127.0.0.1", "--port", str(port),
+                             "--enforce-eager"])
+    try:
+        wait_up(proc, port)
+        return {"verl": [post(port, "/classify", {"model": job["model"], "input": t, "use_activation": False})
+                         ["data"][-1]["probs"][-1] for t in job["verl_text"]]}
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def offline_pair(job):
     """An encoder: prompt and response as a text pair, scored as a cross-encoder (``LLM.score``)."""
     from vllm import LLM
@@ -125,5 +142,5 @@ if __name__ == "__main__":
     out = {}
     for part in job["parts"]:
         out[part] = {"offline": offline, "served": served, "rewardkit_engine": rewardkit_engine,
-                     "offline_pair": offline_pair, "served_pair": served_pair}[part](job)
+                     "offline_pair": offline_pair, "served_pair": served_pair, "served_verl": served_verl}[part](job)
     open(sys.argv[2], "w").write(json.dumps(out))

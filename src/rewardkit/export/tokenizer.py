@@ -13,16 +13,23 @@ changes close the gap, both stored in the tokenizer files so that they travel wi
   ``apply_chat_template(messages)`` ends with the end-of-turn token, which is the score token.
 
 Chat text already holds its special tokens, so it is tokenized with ``add_special_tokens=False`` (what
-``apply_chat_template(..., tokenize=True)`` and TRL do); the post-processor then adds nothing.
+``apply_chat_template(..., tokenize=True)`` and TRL do); the post-processor then adds nothing. A consumer that
+tokenizes chat text with special tokens on (verl's reward loop sends vLLM ``/classify`` the rendered conversation
+without ``add_special_tokens: false``) would get one EOS too many from this tokenizer: for it the export also
+writes ``chat_tokenizer/``, the original post-processor with the trimmed template (:func:`save_chat_tokenizer`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 TRIM_MARK = "{#- rewardkit: trailing whitespace after the last turn removed -#}"
+CHAT_TOKENIZER_DIR = "chat_tokenizer"
+PROBE_CHAT = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "It is 4."}]
 
 
 def append_eos_post_processor(tokenizer) -> None:
@@ -126,3 +133,31 @@ def score_token_tokenizer(path, **kwargs):
 
     tok.__class__ = ScoreTokenTokenizer
     return tok
+
+
+def save_chat_tokenizer(original, exported, out: Path) -> str | None:
+    """Write ``out/chat_tokenizer``: ``original`` (a copy of the tokenizer before :func:`prepare_tokenizer`) with
+    the exported chat template, padding and truncation, so that chat-template text tokenized *with* special tokens
+    gives the exported tokenizer's ids *without* them (the score token last, no extra EOS). Written only when a
+    probe conversation shows exactly that; returns the directory's name, or None (no chat template, or a
+    tokenizer whose own post-processor already appends EOS)."""
+    template = getattr(exported, "chat_template", None)
+    if not template:
+        return None
+    chat = copy.deepcopy(original)
+    chat.chat_template = template
+    chat.padding_side = exported.padding_side
+    for key in ("truncation_side", "model_max_length"):
+        setattr(chat, key, getattr(exported, key))
+        chat.init_kwargs[key] = getattr(exported, key)
+    try:
+        text = exported.apply_chat_template(PROBE_CHAT, tokenize=False)
+    except Exception as e:  # noqa: BLE001 - a template that refuses this probe: no chat tokenizer, said why
+        log.info("no %s: the chat template did not render a probe conversation (%s)", CHAT_TOKENIZER_DIR, e)
+        return None
+    want = exported(text, add_special_tokens=False)["input_ids"]
+    if chat(text, add_special_tokens=True)["input_ids"] != want:
+        log.info("no %s: the original tokenizer adds tokens to chat text itself", CHAT_TOKENIZER_DIR)
+        return None
+    chat.save_pretrained(out / CHAT_TOKENIZER_DIR)
+    return CHAT_TOKENIZER_DIR
