@@ -65,15 +65,10 @@ def served(job):
                                                                "task": "classify"})["data"]]
         chat = [post(port, "/classify", {"model": m, "messages": msgs})["data"][0]["probs"] for msgs in job["chat"]]
         # verl's reward loop (verl/experimental/reward_loop/reward_loop.py, compute_score_disrm): one chat-template
-        # text per request as "input", activation off, reward = data[-1].probs[-1]; and the same with the
-        # tokenizer's special tokens off (what verl does not send)
+        # text per request as "input", activation off, reward = data[-1].probs[-1]
         verl = [post(port, "/classify", {"model": m, "input": t, "use_activation": False})["data"][-1]["probs"][-1]
                 for t in job["verl_text"]]
-        verl_plain = [post(port, "/classify", {"model": m, "input": t, "use_activation": False,
-                                               "add_special_tokens": False})["data"][-1]["probs"][-1]
-                      for t in job["verl_text"]]
-        return {"classify": classify, "pooling": pooling, "classify_chat": chat, "verl": verl,
-                "verl_no_special_tokens": verl_plain}
+        return {"classify": classify, "pooling": pooling, "classify_chat": chat, "verl": verl}
     finally:
         proc.terminate()
         proc.wait(60)

@@ -193,7 +193,6 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
     src.model.save_members(out, _DTYPES[dtype])  # a K LoRA ensemble: adapters/member_k (peft format)
     # a judge's text already ends where the answer goes (the assistant turn start): nothing is appended
     lm_head = head_kind(src.meta.head).lm_head
-    original_tok = copy.deepcopy(tok) if src.meta.kind == "decoder" and not lm_head else None
     if not lm_head:
         prepare_tokenizer(tok, src.meta.kind)
     if src.meta.kind == "decoder" and src.meta.truncation == "truncate_prompt_left" and not lm_head:
@@ -202,7 +201,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
         tok.truncation_side = tok.init_kwargs["truncation_side"] = "left"
         tok.model_max_length = tok.init_kwargs["model_max_length"] = src.meta.max_length
     tok.save_pretrained(out)
-    chat_tok = save_chat_tokenizer(original_tok, tok, out) if original_tok is not None else None
+    chat_tok = save_chat_tokenizer(tok, out) if src.meta.kind == "decoder" and not lm_head else None
     src.model.extras.save(out)  # learned attribute weights: rewardkit_head.safetensors
 
     meta = _exported_meta(src.meta, out, tok, hf.config.architectures[0] if lm_head else None)

@@ -16,7 +16,7 @@ Chat text already holds its special tokens, so it is tokenized with ``add_specia
 ``apply_chat_template(..., tokenize=True)`` and TRL do); the post-processor then adds nothing. A consumer that
 tokenizes chat text with special tokens on (verl's reward loop sends vLLM ``/classify`` the rendered conversation
 without ``add_special_tokens: false``) would get one EOS too many from this tokenizer: for it the export also
-writes ``chat_tokenizer/``, the original post-processor with the trimmed template (:func:`save_chat_tokenizer`).
+writes ``chat_tokenizer/``, which adds no EOS to chat text (:func:`save_chat_tokenizer`).
 """
 
 from __future__ import annotations
@@ -135,29 +135,36 @@ def score_token_tokenizer(path, **kwargs):
     return tok
 
 
-def save_chat_tokenizer(original, exported, out: Path) -> str | None:
-    """Write ``out/chat_tokenizer``: ``original`` (a copy of the tokenizer before :func:`prepare_tokenizer`) with
-    the exported chat template, padding and truncation, so that chat-template text tokenized *with* special tokens
-    gives the exported tokenizer's ids *without* them (the score token last, no extra EOS). Written only when a
-    probe conversation shows exactly that; returns the directory's name, or None (no chat template, or a
-    tokenizer whose own post-processor already appends EOS)."""
-    template = getattr(exported, "chat_template", None)
-    if not template:
+def save_chat_tokenizer(exported, out: Path) -> str | None:
+    """Write ``out/chat_tokenizer``: the exported tokenizer for chat text sent *with* special tokens and a leading
+    BOS cut off, which is what verl's reward loop sends vLLM (``RewardLoopWorker._preprocess_reward_inputs``). Its
+    post-processor adds only that BOS (when the chat template starts with one), never the EOS the root tokenizer
+    appends, so ``chat_tokenizer(text)`` gives the exported chat ids. Reloaded from disk and checked on a probe
+    conversation; returns the directory's name, or None (no chat template, or a check that fails)."""
+    import shutil
+
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    if not getattr(exported, "chat_template", None):
         return None
-    chat = copy.deepcopy(original)
-    chat.chat_template = template
-    chat.padding_side = exported.padding_side
-    for key in ("truncation_side", "model_max_length"):
-        setattr(chat, key, getattr(exported, key))
-        chat.init_kwargs[key] = getattr(exported, key)
     try:
         text = exported.apply_chat_template(PROBE_CHAT, tokenize=False)
     except Exception as e:  # noqa: BLE001 - a template that refuses this probe: no chat tokenizer, said why
         log.info("no %s: the chat template did not render a probe conversation (%s)", CHAT_TOKENIZER_DIR, e)
         return None
-    want = exported(text, add_special_tokens=False)["input_ids"]
-    if chat(text, add_special_tokens=True)["input_ids"] != want:
-        log.info("no %s: the original tokenizer adds tokens to chat text itself", CHAT_TOKENIZER_DIR)
-        return None
+    bos = exported.bos_token
+    lead = bos if bos and text.startswith(bos) else None
+    chat = copy.deepcopy(exported)
+    head = f"{lead}:0 " if lead else ""
+    chat.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{head}$A:0", pair=f"{head}$A:0 $B:1",
+        special_tokens=[(lead, exported.convert_tokens_to_ids(lead))] if lead else [])
     chat.save_pretrained(out / CHAT_TOKENIZER_DIR)
+    reloaded = AutoTokenizer.from_pretrained(out / CHAT_TOKENIZER_DIR)
+    sent = text[len(lead):] if lead else text
+    if reloaded(sent)["input_ids"] != exported(text, add_special_tokens=False)["input_ids"]:
+        log.info("no %s: the reloaded tokenizer does not give the chat ids", CHAT_TOKENIZER_DIR)
+        shutil.rmtree(out / CHAT_TOKENIZER_DIR)
+        return None
     return CHAT_TOKENIZER_DIR
