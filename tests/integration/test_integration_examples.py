@@ -144,6 +144,7 @@ def test_verl_example_points_vllm_at_the_export_and_its_chat_tokenizer(qwen2_exp
     # the tokenizer verl makes vLLM load is the one the export wrote for chat text with special tokens on
     tokenizer = _resolve(rm["rollout"]["engine_kwargs"]["vllm"]["tokenizer"], qwen2_export)
     assert tokenizer == str(qwen2_export / serving["chat_tokenizer"]) and Path(tokenizer, "tokenizer.json").exists()
+    assert "--tokenizer PATH/chat_tokenizer" in (qwen2_export / "README.md").read_text()  # the card says so too
 
 
 def test_verl_request_through_the_configured_tokenizer_scores_like_rewardkit(qwen2_export):
