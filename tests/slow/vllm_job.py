@@ -64,7 +64,53 @@ def served(job):
         pooling = [d["data"] for d in post(port, "/pooling", {"model": m, "input": job["text"],
                                                                "task": "classify"})["data"]]
         chat = [post(port, "/classify", {"model": m, "messages": msgs})["data"][0]["probs"] for msgs in job["chat"]]
-        return {"classify": classify, "pooling": pooling, "classify_chat": chat}
+        # verl's reward loop (verl/experimental/reward_loop/reward_loop.py, compute_score_disrm): one chat-template
+        # text per request as "input", activation off, reward = data[-1].probs[-1]
+        verl = [post(port, "/classify", {"model": m, "input": t, "use_activation": False})["data"][-1]["probs"][-1]
+                for t in job["verl_text"]]
+        return {"classify": classify, "pooling": pooling, "classify_chat": chat, "verl": verl}
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def served_verl(job):
+    """verl's request to a vLLM started as verl's config starts it: ``--tokenizer DIR/chat_tokenizer``
+    (examples/integrations/verl_reward_model.yaml)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", job["model"],
+                             "--tokenizer", job["chat_tokenizer"], "--runner", "pooling", "--dtype", "float32",
+                             "--max-model-len", str(job["max_len"]), "--host", "127.0.0.1", "--port", str(port),
+                             "--enforce-eager"])
+    try:
+        wait_up(proc, port)
+        return {"verl": [post(port, "/classify", {"model": job["model"], "input": t, "use_activation": False})
+                         ["data"][-1]["probs"][-1] for t in job["verl_text"]]}
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def offline_pair(job):
+    """An encoder: prompt and response as a text pair, scored as a cross-encoder (``LLM.score``)."""
+    from vllm import LLM
+
+    llm = LLM(model=job["model"], runner="pooling", dtype="float32", max_model_len=job["max_len"],
+              enforce_eager=True)
+    score = [o.outputs.score for o in llm.score(job["pair_prompts"], job["pair_responses"], use_tqdm=False)]
+    del llm
+    return {"score": score}
+
+
+def served_pair(job):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", job["model"],
+                             "--runner", "pooling", "--dtype", "float32", "--max-model-len", str(job["max_len"]),
+                             "--host", "127.0.0.1", "--port", str(port), "--enforce-eager"])
+    try:
+        wait_up(proc, port)
+        body = {"model": job["model"], "text_1": job["pair_prompts"], "text_2": job["pair_responses"]}
+        return {"score": [d["score"] for d in post(port, "/score", body)["data"]]}
     finally:
         proc.terminate()
         proc.wait(60)
@@ -90,5 +136,6 @@ if __name__ == "__main__":
     job = json.loads(open(sys.argv[1]).read())
     out = {}
     for part in job["parts"]:
-        out[part] = {"offline": offline, "served": served, "rewardkit_engine": rewardkit_engine}[part](job)
+        out[part] = {"offline": offline, "served": served, "rewardkit_engine": rewardkit_engine,
+                     "offline_pair": offline_pair, "served_pair": served_pair, "served_verl": served_verl}[part](job)
     open(sys.argv[2], "w").write(json.dumps(out))

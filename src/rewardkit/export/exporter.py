@@ -25,7 +25,7 @@ from ..models.head_kinds import Readout, head_kind  # Readout was defined here; 
 from ..models.reward_model import META_FILE, ModelMeta, RewardModel, load_reward_model
 from .card import write_card
 from .manifest import apply_problem_type, require_engine, serving_manifest
-from .tokenizer import prepare_tokenizer
+from .tokenizer import prepare_tokenizer, save_chat_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
         tok.truncation_side = tok.init_kwargs["truncation_side"] = "left"
         tok.model_max_length = tok.init_kwargs["model_max_length"] = src.meta.max_length
     tok.save_pretrained(out)
+    chat_tok = save_chat_tokenizer(tok, out) if src.meta.kind == "decoder" and not lm_head else None
     src.model.extras.save(out)  # learned attribute weights: rewardkit_head.safetensors
 
     meta = _exported_meta(src.meta, out, tok, hf.config.architectures[0] if lm_head else None)
@@ -208,7 +209,7 @@ def export_model(source: str | Path, out_dir: str | Path, dtype: Dtype = "float3
                    "transformers_compatible": compatible, "readout": how, "attribute_weights": weights,
                    "tokenizer_appends_score_token": meta.kind == "decoder" and not lm_head,
                    **head_kind(meta.head).export_manifest(meta)}
-    export_info["serving"] = serving_manifest(meta, how, weights, tok, dtype)
+    export_info["serving"] = serving_manifest(meta, how, weights, tok, dtype, chat_tokenizer=chat_tok)
     _write_meta(out, meta, export_info)
     checks = _verify(out, probes, n_chat, before, dtype, compatible, weights) if verify else {}
     export_info["checks"] = checks

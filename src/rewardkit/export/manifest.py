@@ -74,9 +74,10 @@ def reward_formula(meta: ModelMeta, weights: list[float] | None) -> str:
 
 
 def serving_manifest(meta: ModelMeta, readout: str, weights: list[float] | None, tokenizer, dtype: str,
-                     path: str = "PATH") -> dict:
+                     path: str = "PATH", chat_tokenizer: str | None = None) -> dict:
     """What a serving engine needs to score like rewardkit (see the module docstring); ``path``: the directory
-    as the commands should name it."""
+    as the commands should name it; ``chat_tokenizer``: the export's subdirectory with a tokenizer for chat text
+    sent with special tokens on (``export/tokenizer.py``), if it wrote one."""
     if readout == "judge":
         return _judge_manifest(meta)
     ok, how = engine_support(meta, readout)
@@ -94,6 +95,9 @@ def serving_manifest(meta: ModelMeta, readout: str, weights: list[float] | None,
         "tokenizer_appends_score_token": meta.kind == "decoder",
         "chat_template": chat,
         "chat_score_token": "the template's end-of-turn token (the exported template ends there)" if chat else None,
+        # verl's reward loop posts apply_chat_template text to /classify with special tokens on: the root
+        # tokenizer would append one EOS too many; vLLM started with --tokenizer DIR/chat_tokenizer does not
+        "chat_tokenizer": chat_tokenizer if chat else None,
         "text_pair": meta.kind == "encoder",
         "max_length": meta.max_length,
         "normalization": meta.normalization,
@@ -141,6 +145,11 @@ def card_section(manifest: dict) -> list[str]:
                   f"`{manifest['score_token']}` (vLLM and SGLang add special tokens by default). Chat: send the "
                   "messages to `/classify` (`{\"messages\": [...]}`) or the text of `apply_chat_template`; the "
                   "template ends at the score token.", ""]
+        if manifest.get("chat_tokenizer"):
+            lines += ["Chat text tokenized *with* special tokens (verl's reward loop posts the rendered conversation "
+                      "to `/classify` as `input`): start vLLM with `--tokenizer PATH/"
+                      f"{manifest['chat_tokenizer']}` (verl: `reward.reward_model.rollout.engine_kwargs.vllm."
+                      "tokenizer`); the root tokenizer would append one EOS after the score token.", ""]
     else:
         lines += ["Encoder: the prompt and the response are a text pair; use vLLM's `/score` (cross-encoder) "
                   "with `text_1` = prompt and `text_2` = response.", ""]

@@ -13,16 +13,23 @@ changes close the gap, both stored in the tokenizer files so that they travel wi
   ``apply_chat_template(messages)`` ends with the end-of-turn token, which is the score token.
 
 Chat text already holds its special tokens, so it is tokenized with ``add_special_tokens=False`` (what
-``apply_chat_template(..., tokenize=True)`` and TRL do); the post-processor then adds nothing.
+``apply_chat_template(..., tokenize=True)`` and TRL do); the post-processor then adds nothing. A consumer that
+tokenizes chat text with special tokens on (verl's reward loop sends vLLM ``/classify`` the rendered conversation
+without ``add_special_tokens: false``) would get one EOS too many from this tokenizer: for it the export also
+writes ``chat_tokenizer/``, which adds no EOS to chat text (:func:`save_chat_tokenizer`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 TRIM_MARK = "{#- rewardkit: trailing whitespace after the last turn removed -#}"
+CHAT_TOKENIZER_DIR = "chat_tokenizer"
+PROBE_CHAT = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "It is 4."}]
 
 
 def append_eos_post_processor(tokenizer) -> None:
@@ -126,3 +133,38 @@ def score_token_tokenizer(path, **kwargs):
 
     tok.__class__ = ScoreTokenTokenizer
     return tok
+
+
+def save_chat_tokenizer(exported, out: Path) -> str | None:
+    """Write ``out/chat_tokenizer``: the exported tokenizer for chat text sent *with* special tokens and a leading
+    BOS cut off, which is what verl's reward loop sends vLLM (``RewardLoopWorker._preprocess_reward_inputs``). Its
+    post-processor adds only that BOS (when the chat template starts with one), never the EOS the root tokenizer
+    appends, so ``chat_tokenizer(text)`` gives the exported chat ids. Reloaded from disk and checked on a probe
+    conversation; returns the directory's name, or None (no chat template, or a check that fails)."""
+    import shutil
+
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    if not getattr(exported, "chat_template", None):
+        return None
+    try:
+        text = exported.apply_chat_template(PROBE_CHAT, tokenize=False)
+    except Exception as e:  # noqa: BLE001 - a template that refuses this probe: no chat tokenizer, said why
+        log.info("no %s: the chat template did not render a probe conversation (%s)", CHAT_TOKENIZER_DIR, e)
+        return None
+    bos = exported.bos_token
+    lead = bos if bos and text.startswith(bos) else None
+    chat = copy.deepcopy(exported)
+    head = f"{lead}:0 " if lead else ""
+    chat.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{head}$A:0", pair=f"{head}$A:0 $B:1",
+        special_tokens=[(lead, exported.convert_tokens_to_ids(lead))] if lead else [])
+    chat.save_pretrained(out / CHAT_TOKENIZER_DIR)
+    reloaded = AutoTokenizer.from_pretrained(out / CHAT_TOKENIZER_DIR)
+    sent = text[len(lead):] if lead else text
+    if reloaded(sent)["input_ids"] != exported(text, add_special_tokens=False)["input_ids"]:
+        log.info("no %s: the reloaded tokenizer does not give the chat ids", CHAT_TOKENIZER_DIR)
+        shutil.rmtree(out / CHAT_TOKENIZER_DIR)
+        return None
+    return CHAT_TOKENIZER_DIR
