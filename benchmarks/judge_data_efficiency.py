@@ -2,7 +2,8 @@
 
     python benchmarks/judge_data_efficiency.py zero-shot [--data hh] [--eval-n 400] [--max-length 320]
     python benchmarks/judge_data_efficiency.py curve --sizes 64 256 1024 [--readouts pointwise scalar] [--data hh]
-    python benchmarks/judge_data_efficiency.py probe-curve --readouts pointwise scalar --eval-n 100 --sizes 64 256
+    python benchmarks/judge_data_efficiency.py probe-curve --readouts pointwise scalar-chat --sizes 64 256 1024 \
+        --subsamples 5 --max-length 128 --steps 200 --lr 1e-3
     python benchmarks/judge_data_efficiency.py zero-shot-from-cache --readouts pointwise pairwise
 
 ``zero-shot``: accuracy on held-out pairs of the pointwise judge (``logit(Yes) - logit(No)`` after a judge
@@ -15,11 +16,18 @@ same optimiser, learning rate, batch size and number of steps for every read-out
 end token, rendered and tokenized by rewardkit), ``pointwise`` / ``pairwise`` the judges (no new parameters).
 
 ``probe-curve`` (what a shared 2-core CPU affords): the backbone frozen, its final hidden states at the read
-position cached on disk (resumable: ``--cache``; each pair's shared conversation prefix is computed once on a
-key/value cache), then only the head vector trained by Bradley-Terry: for the judge the LM head's
-``W[yes] - W[no]`` (it starts at the zero-shot judge), for the scalar head a fresh vector initialised as
-transformers initialises a classification head. ``@0`` rows are the untrained read-outs (the judge's equals the
-``zero-shot`` figure exactly). ``zero-shot-from-cache`` reports the cached eval features so far.
+positions cached on disk (resumable and extendable: ``--cache``; each pair's shared conversation prefix is computed
+once on a key/value cache), then only the head vector trained by Bradley-Terry: for the judge the LM head's
+``W[yes] - W[no]`` (it starts at the zero-shot judge), for a scalar head a fresh vector initialised as
+transformers initialises a classification head. Two scalar heads: ``scalar`` on rewardkit's default decoder
+encoding (hh-rlhf as plain text, end token appended) and ``scalar-chat`` on the pointwise judge's own rows at the
+end-of-turn token closing the reply (the same chat-rendered conversation, minus the question: features for free).
+Per size, ``--subsamples`` fits, each on its own random subsample of the first ``--pool`` training pairs (the same
+subsamples for every read-out); the interval resamples both subsamples and held-out pairs, and ``diff`` rows give
+the paired judge - scalar difference. Pairs whose judge template cannot fit ``--max-length`` (long multi-turn
+conversations: the role headers are never cut) are left out of every read-out and counted. ``@0`` rows are the
+untrained read-outs (the judge's equals the ``zero-shot`` figure). ``zero-shot-from-cache`` reports the cached eval
+features so far.
 
 Data: ``hh`` = the bundled hh-rlhf harmless-base sample, training from record 0, held out from record 1912 (the
 quickstart split); ``ultrafeedback`` = ../shared/data/ultrafeedback/train_clean.jsonl, held out: the last 400
@@ -201,8 +209,11 @@ def evaluate(reader, model, batch_size: int) -> dict:
 
 
 def zero_shot(args) -> dict:
-    pairs = load_pairs(args.data, DATA[args.data]["eval_start"], DATA[args.data]["eval_stop"])[:args.eval_n]
     hf, tok = load_causal_lm(lora=False)
+    pairs, left = fitting(tok, load_pairs(args.data, DATA[args.data]["eval_start"], DATA[args.data]["eval_stop"]),
+                          args.max_length)
+    pairs = pairs[:args.eval_n]
+    print(json.dumps({"left_out_too_long": left}), flush=True)
     out = {}
     for mode in args.readouts:
         t0 = time.perf_counter()
@@ -254,10 +265,16 @@ def train_one(readout: str, train_pairs: list, eval_pairs: list, args) -> dict:
 
 
 def curve(args) -> dict:
-    eval_pairs = load_pairs(args.data, DATA[args.data]["eval_start"], DATA[args.data]["eval_stop"])[:args.eval_n]
+    from rewardkit.models.backbones import load_tokenizer, resolve_model
+
+    tok = load_tokenizer(*resolve_model("smollm2-135m"))
+    spec = DATA[args.data]
+    eval_pairs = fitting(tok, load_pairs(args.data, spec["eval_start"], spec["eval_stop"]), args.max_length)[0]
+    eval_pairs = eval_pairs[:args.eval_n]
+    pool = fitting(tok, load_pairs(args.data, 0, spec["eval_start"]), args.max_length)[0]
     out: dict = {}
     for n in args.sizes:
-        train_pairs = load_pairs(args.data, 0, DATA[args.data]["eval_start"])[:n]
+        train_pairs = pool[:n]
         for readout in args.readouts:
             res = train_one(readout, train_pairs, eval_pairs, args)
             out[f"{readout}@{n}"] = res
