@@ -202,3 +202,13 @@ def test_a_local_directory_is_keyed_by_its_files_content(tokenizer_dirs, tmp_pat
     other = json.loads(json.dumps({"path": str(d), "split": "train", "data_dir": "data"}))
     cfg2, *_ = setup(tokenizer_dirs, tmp_path, other)
     assert cache_key(cfg2.data.train, cfg2.data, task_identity(task), renderer, encoder) != first
+
+
+def test_a_jsonl_directory_streams_and_a_column_missing_on_a_line_is_a_missing_field(tmp_path):
+    d = tmp_path / "lines"
+    d.mkdir()
+    (d / "train.jsonl").write_text('{"chosen": "a", "rejected": "b"}\n{"chosen": "c"}\n')
+    assert [r.where for r in read_records(str(d))] == [f"{d}[train]:row 1", f"{d}[train]:row 2"]
+    cfg = load_config(None, None, base={"model": {"name": "x"}, "data": {"train": str(d)}})
+    with pytest.raises(DataError, match=rf"{d}\[train\]:row 2: field 'rejected': missing"):
+        load_examples(cfg.data.train, cfg.data)

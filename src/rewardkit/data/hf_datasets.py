@@ -128,9 +128,8 @@ def builder_for(path: str, opts: DatasetsOptions):
 
 def split_names(builder) -> list[str]:
     """The splits a builder can stream: those its info lists, else those its data files are grouped into."""
-    if builder.info.splits:
-        return list(builder.info.splits)
-    return list(builder.config.data_files or {})
+    names = builder.info.splits or builder.config.data_files or {}
+    return [str(n) for n in names]  # data files are keyed by NamedSplit
 
 
 def _streamed_rows(path: str, opts: DatasetsOptions) -> tuple[str, Iterable[dict]]:
