@@ -205,8 +205,8 @@ class DataConfig:
     """Held-out data, evaluated every `train.eval_every` steps and at the end; a list of named sets is evaluated
     and reported set by set (the first, or `train.early_stopping.eval_set`, drives selection)."""
     num_proc: int | None = None
-    """Processes that tokenize (1 to 256); null: the cores this process may use (at most 32), and 1 for files under
-    4 MB (starting workers would cost more). The result is identical whatever the number."""
+    """Processes that tokenize (1 to 256); null: the cores this process may use (at most 32), and 1 for files (or
+    directories) under 4 MB (starting workers would cost more). The result is identical whatever the number."""
     cache: bool = True
     """Store tokenized data sets (Arrow, memory-mapped) and reuse them while the files' content, the rendering and
     tokenizer settings and the rewardkit version are unchanged (docs/data.md: how the cache is keyed)."""

@@ -80,6 +80,11 @@ def test_save_to_disk_and_hub_layout_sources_train_as_their_jsonl_does(tiny_mode
         assert losses(tmp_path, name) == losses(tmp_path, "jsonl")
         summary = json.loads((tmp_path / f"run-{name}" / "summary.json").read_text())
         assert summary["data"]["train_pairs"] == 20
+    # a held-out set from another split of a source
+    assert train(tmp_path, model, {"path": str(tmp_path / "hub"), "split": "train"}, "eval",
+                 eval={"path": str(tmp_path / "saved"), "split": "test"}) == 0
+    summary = json.loads((tmp_path / "run-eval" / "summary.json").read_text())
+    assert summary["data"]["eval_pairs"] == 6 and summary["eval"]["pairs"] == 6
 
 
 def test_a_missing_split_stops_the_run_naming_the_available_ones(tiny_model_dir, tmp_path, capsys):
@@ -101,3 +106,15 @@ def test_a_bad_dataset_record_stops_the_run_naming_source_row_and_field(tiny_mod
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "one"))
     assert train(tmp_path, tiny_model_dir("llama"), {"path": str(tmp_path / "one")}, "bad") == 2
     assert f"{tmp_path / 'one'}:row 4: field 'rejected': " in capsys.readouterr().err
+
+
+def test_data_inspect_reads_the_split_it_is_given(tmp_path, capsys):
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(records(5, "t")),
+                          "test": datasets.Dataset.from_list(records(3, "e"))}).save_to_disk(str(tmp_path / "saved"))
+    assert main(["data", "inspect", str(tmp_path / "saved"), "--split", "test", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["records"] == 3 and got["examples"] == 3 and got["format"] == "pairs"
+    assert main(["data", "inspect", str(tmp_path / "saved"), "--json"]) == 2
+    assert "holds several splits (train, test)" in json.loads(capsys.readouterr().out)["error"]
