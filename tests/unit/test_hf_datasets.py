@@ -138,18 +138,22 @@ def test_hub_paths_are_parsed_strictly():
 
 
 class _HubStandIn:
-    """``datasets.load_dataset_builder`` for a hub id, answered by a local Hub-layout directory's builder with the
-    commit a Hub would resolve the revision to; the calls are recorded."""
+    """``datasets.load_dataset_builder`` for a hub id, answered by local Hub-layout directories: ``branches`` maps
+    a revision to the commits it resolves to on successive calls (a branch that moves), ``trees`` a commit to
+    the directory holding its files. The calls are recorded."""
 
-    def __init__(self, local, commits):
+    def __init__(self, branches: dict, trees: dict):
         import datasets
 
-        self.real, self.local, self.commits, self.calls = datasets.load_dataset_builder, str(local), commits, []
+        self.real, self.branches, self.trees, self.calls = datasets.load_dataset_builder, branches, trees, []
 
     def __call__(self, path, name=None, **kw):
         self.calls.append((path, name, kw))
-        builder = self.real(self.local, name, data_dir=kw.get("data_dir"))
-        builder.hash = self.commits.get(kw.get("revision"))
+        rev = kw.get("revision")
+        commit = rev if rev in self.trees else (self.branches[rev].pop(0) if len(self.branches[rev]) > 1
+                                                else self.branches[rev][0])
+        builder = self.real(str(self.trees[commit] if commit else self.trees[None]), name, data_dir=kw.get("data_dir"))
+        builder.hash = commit
         return builder
 
 
@@ -166,21 +170,30 @@ def test_a_hub_dataset_resolves_through_load_dataset_builder_and_is_keyed_by_its
                                                                                         monkeypatch, caplog):
     import datasets
 
-    local = hub_layout(tmp_path / "hub", {"train": rows(6), "test": rows(2)})
-    stand_in = _HubStandIn(local, {"v1": "a" * 40, "v2": "b" * 40, None: None})
+    a, b = "a" * 40, "b" * 40
+    trees = {a: hub_layout(tmp_path / "at-a", {"train": rows(6, "A"), "test": rows(2)}),
+             b: hub_layout(tmp_path / "at-b", {"train": rows(5, "B")})}
+    trees[None] = trees[a]
+    # "main" is at commit a when first asked, then moves to b; "v1" is a tag on a; no commit is known for None
+    stand_in = _HubStandIn({"main": [a, b], "v1": [a], None: [None]}, trees)
     monkeypatch.setattr(datasets, "load_dataset_builder", stand_in)
-    keys = {}
-    for rev in ("v1", "v2"):
-        cfg, task, renderer, encoder = setup(tokenizer_dirs, tmp_path, {
-            "path": "hf://datasets/Org/prefs", "split": "train", "revision": rev})
-        keys[rev] = cache_key(cfg.data.train, cfg.data, task_identity(task), renderer, encoder)
-        items = load_tokenized(cfg.data.train, cfg.data, task, renderer, encoder, progress=False)
-        assert len(items) == 6 and items[0].where == "hf://datasets/Org/prefs[train]:row 1"
-        assert items.meta["cached"] is False  # each commit its own entry
-        again = load_tokenized(cfg.data.train, cfg.data, task, renderer, encoder, progress=False)
-        assert again.meta["cached"] is True and list(again) == list(items)
-    assert keys["v1"] != keys["v2"] and None not in keys.values()
-    assert stand_in.calls[0] == ("Org/prefs", None, {"data_dir": None, "revision": "v1"})
+    cfg, task, renderer, encoder = setup(tokenizer_dirs, tmp_path, {
+        "path": "hf://datasets/Org/prefs", "split": "train", "revision": "main"})
+    first = load_tokenized(cfg.data.train, cfg.data, task, renderer, encoder, progress=False)
+    # read at the commit the key names, though the branch moved after it was resolved
+    assert len(first) == 6 and first[0].where == "hf://datasets/Org/prefs[train]:row 1"
+    assert stand_in.calls[0] == ("Org/prefs", None, {"data_dir": None, "revision": "main"})
+    assert [c[2]["revision"] for c in stand_in.calls[1:]] == [a]  # the read, pinned to the resolved commit
+    assert first.meta["cached"] is False
+    moved = load_tokenized(cfg.data.train, cfg.data, task, renderer, encoder, progress=False)
+    assert len(moved) == 5 and moved.meta["cached"] is False  # main is at b now: a new entry
+    tag = setup(tokenizer_dirs, tmp_path, {"path": "hf://datasets/Org/prefs", "split": "train", "revision": "v1"})
+    at_a = load_tokenized(tag[0].data.train, tag[0].data, *tag[1:], progress=False)
+    assert at_a.meta["cached"] is True and list(at_a) == list(first)  # the same commit: the same entry
+    keys = {rev: cache_key(setup(tokenizer_dirs, tmp_path, {"path": "hf://Org/prefs", "split": "train",
+                                                             "revision": rev})[0].data.train, cfg.data,
+                           task_identity(task), renderer, encoder) for rev in (a, b)}
+    assert keys[a] != keys[b] and None not in keys.values()
     # no commit known: the split is read and tokenized, but never cached, and the log says why
     cfg, task, renderer, encoder = setup(tokenizer_dirs, tmp_path, {"path": "hf://Org/prefs", "split": "train"})
     with caplog.at_level("WARNING", logger=cache_mod.__name__):

@@ -299,8 +299,10 @@ def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder
     ``report`` receives the split's invalid-record counts (also on a cache hit, from the entry). The items are
     the ones ``task.encode(task.load(split, ...))`` gives, in the same order, whatever ``data.num_proc``.
     """
+    from .hf_datasets import pin_revision
     from .parallel import encode_split
 
+    split = pin_revision(split)  # a Hub branch read and keyed at one commit
     report = report if report is not None else SkipReport()
     if not getattr(task, "cacheable", True):  # items this cache has no columns for (e.g. process-reward steps)
         return _in_memory(split, source_data(split, data), task, renderer, encoder, report)

@@ -157,9 +157,36 @@ def read_dataset(path: str, opts: DatasetsOptions | None = None) -> Iterator[Rec
                         f"{str(e)[:200]})", "unreadable_dataset") from e
 
 
-def hub_identity(path: str, opts: DatasetsOptions) -> str | None:
-    """``hub:OWNER/NAME@COMMIT`` for a Hub dataset: the commit ``revision`` resolves to now (a commit's files never
-    change, a branch's do); None when ``datasets`` gives no commit (the cache is then bypassed)."""
-    repo = hub_repo(path)
+def _is_commit(revision: str | None) -> bool:
+    return revision is not None and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+
+
+def resolve_commit(path: str, opts: DatasetsOptions) -> str | None:
+    """The commit a Hub dataset's ``revision`` (null: the default branch) resolves to now, as ``datasets`` resolves
+    it; None when it gives none."""
+    if _is_commit(opts.revision):
+        return opts.revision
     commit = getattr(builder_for(path, opts), "hash", None)
-    return f"hub:{repo}@{commit}" if isinstance(commit, str) and commit else None
+    return commit if isinstance(commit, str) and _is_commit(commit) else None
+
+
+def hub_identity(path: str, opts: DatasetsOptions) -> str | None:
+    """``hub:OWNER/NAME@COMMIT`` for a Hub dataset (a commit's files never change, a branch's do); None when no
+    commit is known (the cache is then bypassed)."""
+    commit = resolve_commit(path, opts)
+    return f"hub:{hub_repo(path)}@{commit}" if commit else None
+
+
+def pin_revision(split):
+    """``split`` (a ``SplitConfig``) with a Hub dataset's ``revision`` replaced by the commit it resolves to now,
+    so that the records read and the cache key name the same commit even if the branch moves meanwhile; other
+    splits, and a Hub dataset without a known commit, are returned as they are."""
+    from dataclasses import replace
+
+    if hub_repo(split.path) is None or _is_commit(split.revision):
+        return split
+    commit = resolve_commit(split.path, DatasetsOptions.of(split))
+    if commit is None:
+        return split
+    log.info("%s: revision %s is commit %s", split.path, split.revision or "(default branch)", commit)
+    return replace(split, revision=commit)

@@ -19,6 +19,7 @@ from ..data.cache import encode_eval_pairs
 from ..data.errors import DataError, SkipReport
 from ..data.examples import read_examples
 from ..data.formats import Example, Format, MultiRated, Pair, Text
+from ..data.hf_datasets import pin_revision
 from ..data.readers import Record, read_split
 from ..data.tokenize import Dropped
 from ..models.reward_model import ModelMeta
@@ -309,6 +310,7 @@ def evaluate_file(scorer: Scorer, split: SplitConfig, data: DataConfig | None = 
     data = data or DataConfig()
     report = SkipReport()
     scorer.encoder.stats.counts.clear()
+    split = pin_revision(split)  # a Hub branch read, and its pairs keyed in the cache, at one commit
     fmt, examples, group_of = load_eval_examples(split, data, report, by)
     if fmt == "pairs":
         return _evaluate_pairs(scorer, split, examples, group_of if by else None, by, report, n_boot, seed,
