@@ -397,8 +397,15 @@ class ScoreEncodings:
         keyed = replace(data, on_invalid=on_invalid)  # type: ignore[arg-type]
         split = SplitConfig(path=input_path, start=records[0], stop=records[1])
         self.entry_source = input_path
-        self.key = cache_key(split, keyed, {"task": "score"}, renderer, encoder) or ""
-        self.cache = self.cache and bool(self.key)  # a source without an identity is not cached
+        from .hf_datasets import hub_repo
+
+        # a Hub dataset is read by `score` at whatever commit its branch has when read, which a key resolved
+        # here could not promise to match: not cached (training and `eval` pin the commit, see load_tokenized)
+        hub = hub_repo(input_path) is not None
+        self.key = "" if hub else cache_key(split, keyed, {"task": "score"}, renderer, encoder) or ""
+        self.cache = self.cache and bool(self.key)
+        if hub and data.cache:
+            log.info("%s: scored sequences of a Hub dataset are not cached", input_path)
         self.entry = cache_root(data) / (self.key or "uncached")
         self.hit: dict[str, list] | None = None
         self.new: list = []
