@@ -85,6 +85,7 @@ def test_save_to_disk_and_hub_layout_sources_train_as_their_jsonl_does(tiny_mode
                  eval={"path": str(tmp_path / "saved"), "split": "test"}) == 0
     summary = json.loads((tmp_path / "run-eval" / "summary.json").read_text())
     assert summary["data"]["eval_pairs"] == 6 and summary["eval"]["pairs"] == 6
+    assert [s["name"] for s in summary["data"]["sources"]] == ["hub_train"]
 
 
 def test_a_missing_split_stops_the_run_naming_the_available_ones(tiny_model_dir, tmp_path, capsys):
