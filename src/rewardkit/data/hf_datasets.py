@@ -146,15 +146,21 @@ def read_dataset(path: str, opts: DatasetsOptions | None = None) -> Iterator[Rec
     saved = not hub and is_saved(Path(path))
     label, rows = _saved_rows(path, opts) if saved else _streamed_rows(path, opts)
     log.info("%s: reading a datasets source (%s)", label, "memory-mapped" if saved else "streamed")
-    i = 0
+    i, stream = 0, iter(rows)
     try:
-        for i, row in enumerate(rows, start=1):
+        for i, row in enumerate(stream, start=1):
             yield Record(dict(row), label, Row(i))
     except DataError:
         raise
     except Exception as e:  # an unreadable shard mid-stream cannot be skipped past: stop naming where it was
         raise DataError(label, Row(i + 1), None, f"datasets could not read it ({type(e).__name__}: "
                         f"{str(e)[:200]})", "unreadable_dataset") from e
+    finally:
+        # a stream left open (a row range's stop, a format peek, an error) is closed now, not by the garbage
+        # collector at interpreter exit: pyarrow's reader threads then abort or hang the process
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 def _is_commit(revision: str | None) -> bool:
