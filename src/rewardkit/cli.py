@@ -273,7 +273,10 @@ def cmd_data_inspect(args, overrides: list[str]) -> int:
     from .cli_data_overrides import data_config
 
     data = data_config(overrides, {"format": args.format, "adapter": args.adapter})
-    ins = inspect_data(args.file, tokenizer=tok, max_errors=args.max_errors, data=data)
+    from .data.hf_datasets import DatasetsOptions
+
+    options = DatasetsOptions(args.split, args.subset, args.data_dir, args.revision)
+    ins = inspect_data(args.file, tokenizer=tok, max_errors=args.max_errors, data=data, options=options)
     print(json.dumps(ins.to_dict()) if args.json else format_inspection(ins))
     return 2 if ins.error else 0
 

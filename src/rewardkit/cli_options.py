@@ -255,7 +255,16 @@ class InspectOptions:
     """detected format, counts, lengths and the first invalid records"""
 
     file: str = positional()
-    """Data file (.jsonl, .json, .csv, .parquet, optionally .gz) or builtin:NAME."""
+    """Data file (.jsonl, .json, .csv, .parquet, optionally .gz), builtin:NAME, or a `datasets` source
+    (hf://datasets/OWNER/NAME, a save_to_disk directory or a directory in the Hub's layout)."""
+    split: str | None = None
+    """A `datasets` source: the split to read (null: its only split)."""
+    subset: str | None = None
+    """A `datasets` source in the Hub's layout: its subset (config name)."""
+    data_dir: str | None = None
+    """A `datasets` source in the Hub's layout: only the data files under this folder."""
+    revision: str | None = None
+    """A Hub dataset: a branch, tag or commit."""
     format: DataFormat = "auto"
     """What a record holds (auto: detected from the first record)."""
     adapter: Adapter | None = None

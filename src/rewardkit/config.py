@@ -38,8 +38,9 @@ class SplitConfig:
     """One data source: a file (or ``builtin:NAME``) and an optional row range."""
 
     path: str
-    """File path (.jsonl, .json, .csv, .parquet, optionally .gz), a `datasets.save_to_disk` directory, or
-    `builtin:hh-rlhf-harmless` for the bundled sample."""
+    """File path (.jsonl, .json, .csv, .parquet, optionally .gz), `builtin:hh-rlhf-harmless` for the bundled sample,
+    or a Hugging Face `datasets` source: `hf://datasets/OWNER/NAME` (a Hub dataset, streamed), a
+    `datasets.save_to_disk` directory (memory-mapped) or a directory of data files in the Hub's layout (streamed)."""
     start: int = 0
     """First record (0-based) to use."""
     stop: int | None = None
@@ -58,6 +59,35 @@ class SplitConfig:
     """This source's record format (overrides `data.format`); null uses `data.format`."""
     fields: FieldsConfig | None = None
     """This source's field names (replace `data.fields` as a whole); null uses `data.fields`."""
+    split: str | None = None
+    """A `datasets` source: which of its splits to read (`train`, `test` ...); null: its only split (an error names
+    them when it has several)."""
+    subset: str | None = None
+    """A `datasets` source in the Hub's layout: its subset (the `name` argument of `datasets.load_dataset`); null:
+    the default one."""
+    data_dir: str | None = None
+    """A `datasets` source in the Hub's layout: read only the data files under this folder of it."""
+    revision: str | None = None
+    """A Hub dataset (`hf://datasets/...`): a branch, tag or commit; null: the default branch. The tokenized cache
+    is keyed by the commit it resolves to."""
+
+
+_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".gz")
+
+
+def _check_datasets_options(src: SplitConfig, at: str) -> None:
+    """`split`, `subset`, `data_dir` and `revision` choose within a `datasets` source; given with a data file they
+    would be ignored silently, so they fail here, naming the key (a directory is only known when it is read)."""
+    hub = src.path.startswith("hf://")
+    a_file = not hub and (src.path.startswith("builtin:") or src.path.lower().endswith(_FILE_SUFFIXES))
+    for key in ("split", "subset", "data_dir", "revision"):
+        if getattr(src, key) is None:
+            continue
+        if key == "revision" and not hub:
+            raise ConfigError(f"{at}.revision: applies to a Hub dataset (hf://datasets/OWNER/NAME), not to {src.path}")
+        if a_file:
+            raise ConfigError(f"{at}.{key}: applies to a datasets source (hf://datasets/OWNER/NAME or a directory), "
+                              f"not to the file {src.path}")
 
 
 @dataclass(kw_only=True)
@@ -175,8 +205,8 @@ class DataConfig:
     """Held-out data, evaluated every `train.eval_every` steps and at the end; a list of named sets is evaluated
     and reported set by set (the first, or `train.early_stopping.eval_set`, drives selection)."""
     num_proc: int | None = None
-    """Processes that tokenize (1 to 256); null: the cores this process may use (at most 32), and 1 for files under
-    4 MB (starting workers would cost more). The result is identical whatever the number."""
+    """Processes that tokenize (1 to 256); null: the cores this process may use (at most 32), and 1 for files (or
+    directories) under 4 MB (starting workers would cost more). The result is identical whatever the number."""
     cache: bool = True
     """Store tokenized data sets (Arrow, memory-mapped) and reuse them while the files' content, the rendering and
     tokenizer settings and the rewardkit version are unchanged (docs/data.md: how the cache is keyed)."""
@@ -203,6 +233,9 @@ class DataConfig:
                     raise ConfigError(f"{at}: give a weight or a count, not both")
             if isinstance(value, list) and not value:
                 raise ConfigError(f"data.{key}: an empty list; give at least one source")
+            for i, src in enumerate(value if isinstance(value, list) else [value]):
+                if isinstance(src, SplitConfig):
+                    _check_datasets_options(src, f"data.{key}[{i}]" if isinstance(value, list) else f"data.{key}")
     fields: FieldsConfig = field(default_factory=FieldsConfig)
     format: DataFormat = "auto"
     """What one record holds: `pairs` {prompt?, chosen, rejected, margin?}, `binary` {prompt, response,

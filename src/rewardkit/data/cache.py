@@ -10,7 +10,10 @@ The key (:func:`cache_key`) is a SHA-256 over everything that can change the enc
 * the content of the data file (BLAKE2 over its bytes; every file of a ``datasets`` directory), not its
   modification time, and its path as given (each item names its record ``path:line``). The digest is
   remembered with the file's stat and a sampled hash, so a cached start does not read the whole file again
-  (:mod:`rewardkit.data.source_identity` says when a remembered digest is trusted);
+  (:mod:`rewardkit.data.source_identity` says when a remembered digest is trusted). A Hub dataset
+  (``hf://datasets/OWNER/NAME``) is keyed by its repo id and the commit its ``revision`` resolves to, and its
+  ``split`` / ``subset`` / ``data_dir`` / ``revision`` as given (:mod:`rewardkit.data.hf_datasets`); when no commit
+  is known the split is not cached (a warning says so);
 * the split's row range, adapter, format and field names, ``data.on_invalid`` and ``data.ratings``;
 * the task (which item type the records become; the attribute names of a multi-attribute head);
 * rendering and tokenization: model kind, template, separator, max_length, truncation policy, score token, and
@@ -198,12 +201,27 @@ def source_data(split: SplitConfig, data: DataConfig) -> DataConfig:
     return replace(data, format=split.format or data.format, fields=split.fields or data.fields)
 
 
-def cache_key(split: SplitConfig, data: DataConfig, task_id: dict, renderer, encoder) -> str:
-    """The cache key of a split's encoded items (see the module docstring for what goes in)."""
-    d = source_data(split, data)
+def source_content(split: SplitConfig, data: DataConfig) -> str | None:
+    """What identifies a split's data: a Hub dataset's repo id and resolved commit (``hf_datasets.hub_identity``),
+    else the content digest of its file or directory; None when neither is known (the cache is then bypassed)."""
+    from .hf_datasets import DatasetsOptions, hub_identity, hub_repo
+
+    if hub_repo(split.path) is not None:
+        return hub_identity(split.path, DatasetsOptions.of(split))
     # the file's digest is remembered under the cache directory, re-used only while the file is provably the
     # same (data/source_identity.py); with the cache off nothing is written there, so the file is hashed
-    content = content_digest(split.path, cache_root(data) if data.cache else None)
+    return content_digest(split.path, cache_root(data) if data.cache else None)
+
+
+def cache_key(split: SplitConfig, data: DataConfig, task_id: dict, renderer, encoder) -> str | None:
+    """The cache key of a split's encoded items (see the module docstring for what goes in); None when the
+    source's data cannot be identified (:func:`source_content`)."""
+    from .hf_datasets import DatasetsOptions
+
+    d = source_data(split, data)
+    content = source_content(split, data)
+    if content is None:
+        return None
     parts = {
         # the path too: every item names its record as ``path:line`` (errors, reports and score rows use it)
         "rewardkit": __version__, "cache_format": CACHE_FORMAT, "content": content, "path": split.path,
@@ -212,6 +230,8 @@ def cache_key(split: SplitConfig, data: DataConfig, task_id: dict, renderer, enc
         "render": settings_identity(renderer), "encode": settings_identity(encoder),
         "tokenizer": tokenizer_digest(encoder.tokenizer),
     }
+    if options := DatasetsOptions.of(split).given():  # only then: the keys of file splits stay as they were
+        parts["datasets"] = options
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -279,15 +299,22 @@ def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder
     ``report`` receives the split's invalid-record counts (also on a cache hit, from the entry). The items are
     the ones ``task.encode(task.load(split, ...))`` gives, in the same order, whatever ``data.num_proc``.
     """
+    from .hf_datasets import pin_revision
     from .parallel import encode_split
 
+    split = pin_revision(split)  # a Hub branch read and keyed at one commit
     report = report if report is not None else SkipReport()
     if not getattr(task, "cacheable", True):  # items this cache has no columns for (e.g. process-reward steps)
         return _in_memory(split, source_data(split, data), task, renderer, encoder, report)
     key = cache_key(split, data, task_identity(task), renderer, encoder)
+    use_cache = data.cache and key is not None
+    if key is None:
+        log.warning("%s: not cached: datasets gave no commit for this Hub dataset, so a cache entry could not tell "
+                    "its versions apart (pin `revision:` to a commit, or point at a local copy)", split.path)
+        key = "uncached"
     root = cache_root(data)
     entry = root / key
-    if data.cache and (entry / "meta.json").is_file():
+    if use_cache and (entry / "meta.json").is_file():
         try:
             ts = TokenizedSet(entry, json.loads((entry / "meta.json").read_text()))
         except (OSError, ValueError) as e:  # an unreadable entry is rebuilt, never trusted
@@ -297,7 +324,7 @@ def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder
             ts.meta["cached"] = True
             log.info("%s: %d tokenized items from the cache (%s)", split.path, len(ts), entry)
             return ts
-    if data.cache:
+    if use_cache:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     else:  # still written to disk and memory-mapped: memory does not grow with the set; removed with the set
@@ -313,7 +340,7 @@ def load_tokenized(split: SplitConfig, data: DataConfig, task, renderer, encoder
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _restore_skips(report, local.summary())
-    if not data.cache:
+    if not use_cache:
         ts = TokenizedSet(tmp, json.loads((tmp / "meta.json").read_text()))
         weakref.finalize(ts, shutil.rmtree, tmp, True)
         return ts
@@ -370,8 +397,16 @@ class ScoreEncodings:
         keyed = replace(data, on_invalid=on_invalid)  # type: ignore[arg-type]
         split = SplitConfig(path=input_path, start=records[0], stop=records[1])
         self.entry_source = input_path
-        self.key = cache_key(split, keyed, {"task": "score"}, renderer, encoder)
-        self.entry = cache_root(data) / self.key
+        from .hf_datasets import hub_repo
+
+        # a Hub dataset is read by `score` at whatever commit its branch has when read, which a key resolved
+        # here could not promise to match: not cached (training and `eval` pin the commit, see load_tokenized)
+        hub = hub_repo(input_path) is not None
+        self.key = "" if hub else cache_key(split, keyed, {"task": "score"}, renderer, encoder) or ""
+        self.cache = self.cache and bool(self.key)
+        if hub and data.cache:
+            log.info("%s: scored sequences of a Hub dataset are not cached", input_path)
+        self.entry = cache_root(data) / (self.key or "uncached")
         self.hit: dict[str, list] | None = None
         self.new: list = []
         self.before = dict(encoder.stats.counts)  # the scorer may have encoded before: save this file's counts only

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from .errors import DataError, SkipReport, skip_or_raise
-from .readers import Record
+from .readers import Record, at_line
 
 
 def unique_ids(records: Iterable[Record], id_field: str | None, on_invalid: str = "error",
@@ -31,7 +31,7 @@ def unique_ids(records: Iterable[Record], id_field: str | None, on_invalid: str 
                                 f"{type(value).__name__}; ids must be scalars", "wrong_type")
             key = str(value)
             if key in seen:
-                raise DataError(rec.source, rec.line, id_field, f"duplicated id {key!r}, first on line {seen[key]}; "
+                raise DataError(rec.source, rec.line, id_field, f"duplicated id {key!r}, first on {at_line(seen[key])}; "
                                 "ids must be unique: remove the repeated record or give it a new id", "duplicate_id")
         except DataError as err:
             skip_or_raise(err, on_invalid, report)

@@ -31,7 +31,7 @@ from .formats import (
     parse_examples,
 )
 from .ratings import ratings_to_pairs, zscore_attributes, zscore_per_annotator, zscore_ratings
-from .readers import Record, read_records
+from .readers import Record, read_split
 from .step_detect import detect_step_layout, peek, step_data_error
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def plain_pairs(split: SplitConfig, data: DataConfig) -> bool:
 
 def split_records(split: SplitConfig, data: DataConfig, report: SkipReport) -> Iterator[Record]:
     """The records of ``split``'s row range, undecodable lines and repeated ids raised or counted."""
-    records = islice(read_records(split.path, data.on_invalid, report), split.start, split.stop)
+    records = islice(read_split(split, data.on_invalid, report), split.start, split.stop)
     return unique_ids(records, data.fields.id, data.on_invalid, report)
 
 
@@ -101,7 +101,7 @@ def read_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
     ``records`` replaces reading ``split.path`` (the row range still applies), e.g. to count raw records.
     """
     if records is None:
-        records = read_records(split.path, data.on_invalid, report)
+        records = read_split(split, data.on_invalid, report)
     records = islice(records, split.start, split.stop)
     adapter_name = split.adapter or data.adapter
     if adapter_name is not None:

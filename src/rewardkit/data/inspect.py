@@ -107,19 +107,21 @@ def _details(examples: list[Example]) -> dict:
 class CountedRecords:
     """The records of ``path`` (undecodable lines skipped into ``report``), counting how many were read."""
 
-    def __init__(self, path: str, report: SkipReport):
-        self.path, self.report, self.n = path, report, 0
+    def __init__(self, path: str, report: SkipReport, options=None):
+        self.path, self.report, self.n, self.options = path, report, 0, options
 
     def __iter__(self) -> Iterator[Record]:
-        for rec in read_records(self.path, "skip", self.report):
+        for rec in read_records(self.path, "skip", self.report, self.options):
             self.n += 1
             yield rec
 
 
 def inspect_data(path: str, *, format: str = "auto", adapter: str | None = None, tokenizer=None,
-                 fields: FieldsConfig | None = None, max_errors: int = 5, data: DataConfig | None = None) -> Inspection:
+                 fields: FieldsConfig | None = None, max_errors: int = 5, data: DataConfig | None = None,
+                 options=None) -> Inspection:
     """Read ``path`` skipping (and counting) invalid records; ``tokenizer`` is a loaded tokenizer or None.
-    ``data`` (e.g. from ``--data.*`` overrides) replaces format, adapter and fields."""
+    ``data`` (e.g. from ``--data.*`` overrides) replaces format, adapter and fields; ``options``
+    (:class:`~rewardkit.data.hf_datasets.DatasetsOptions`) choose the split of a `datasets` source."""
     if data is not None:
         format, adapter = data.format, data.adapter
         data = dataclasses.replace(data, on_invalid="skip")
@@ -128,10 +130,10 @@ def inspect_data(path: str, *, format: str = "auto", adapter: str | None = None,
                           on_invalid="skip")
     from .step_inspect import inspect_steps, is_step_input  # it builds on this module's Inspection
 
-    if is_step_input(path, data):
-        return inspect_steps(path, data, tokenizer, max_errors)
+    if is_step_input(path, data, options):
+        return inspect_steps(path, data, tokenizer, max_errors, options)
     report = SkipReport(max_examples=max_errors)
-    counted = CountedRecords(path, report)
+    counted = CountedRecords(path, report, options)
 
     unit = "tokens" if tokenizer is not None else "characters"
     ins = Inspection(path=path, format=None, adapter=adapter, records=0, examples=0, unit=unit)

@@ -34,11 +34,13 @@ def _as_list(value) -> list[SplitConfig]:
 
 
 def source_names(splits: list[SplitConfig], key: str) -> list[str]:
-    """Each source's name: its ``name``, else the file's stem (``builtin:NAME``: NAME), made unique by a suffix."""
+    """Each source's name: its ``name``, else the file's stem (``builtin:NAME``: NAME; a `datasets` source read
+    with a ``split``: ``STEM_SPLIT``, as two splits of one data set are often both used), made unique by a suffix."""
     names, seen = [], set()
     for i, s in enumerate(splits):
-        base = s.name or (s.path.split(":", 1)[1] if s.path.startswith("builtin:") else
-                          Path(s.path).name.split(".")[0] or f"source{i}")
+        stem = (s.path.split(":", 1)[1] if s.path.startswith("builtin:") else
+                Path(s.path).name.split(".")[0] or f"source{i}")
+        base = s.name or (f"{stem}_{s.split}" if s.split else stem)
         if s.name and s.name in seen:
             raise ConfigError(f"data.{key}[{i}].name: {s.name!r} is used twice; names must be unique")
         name, k = base, 2

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 CHUNK = 512
 """Records (or examples) per unit of work: large enough that a chunk's transfer costs little next to it."""
 SMALL_FILE_BYTES = 4 << 20
-"""With ``data.num_proc`` null, smaller files are tokenized in the main process (starting workers costs more)."""
+"""With ``data.num_proc`` null, smaller files (and directories) are tokenized in the main process (starting workers
+costs more)."""
 
 
 def default_num_proc(path: str | None = None) -> int:
@@ -42,10 +43,11 @@ def default_num_proc(path: str | None = None) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    if path is not None:
+    if path is not None and not path.startswith("hf://"):  # a Hub dataset's size is not known here
         try:
             p = resolve_path(path)
-            if p.is_file() and p.stat().st_size < SMALL_FILE_BYTES:
+            files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]  # a datasets directory
+            if sum(f.stat().st_size for f in files) < SMALL_FILE_BYTES:
                 return 1
         except OSError:
             pass

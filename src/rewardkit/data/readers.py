@@ -1,11 +1,12 @@
-"""Read raw records from JSONL, JSON, CSV, Parquet (optionally gzipped) or a `datasets` directory.
+"""Read raw records from JSONL, JSON, CSV, Parquet (optionally gzipped) or a `datasets` source.
 
 JSONL, CSV, Parquet and a top-level JSON array are read as a stream (line by line, row group by row group, item
 by item): a file larger than memory is never held whole, and the records and errors are those of reading it whole.
 
 Each record comes with its location so that later errors can name ``file:line``: the line number for JSONL
-and CSV (1-based, the header is line 1 in CSV), the item number for a JSON array, the row number for Parquet
-and saved datasets.
+and CSV (1-based, the header is line 1 in CSV), the item number for a JSON array, the row number for Parquet,
+and for a Hugging Face `datasets` source (:mod:`.hf_datasets`: a Hub dataset, a ``save_to_disk`` directory or a
+directory in the Hub's layout) a :class:`Row`, so that its records read ``SOURCE[SPLIT]:row N``.
 """
 
 from __future__ import annotations
@@ -20,14 +21,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import json_stream
 from .errors import DataError, SkipReport, skip_or_raise
 from .text_checks import DuplicateKey, duplicate_key_error, surrogate_error, unique_keys
 
+if TYPE_CHECKING:
+    from ..config import SplitConfig
+
 BUILTIN_DATA = {
     "hh-rlhf-harmless": "assets/hh-rlhf/harmless-base-test.jsonl.gz",
 }
+
+
+class Row(int):
+    """The 1-based row number of a record of a `datasets` source. An ``int`` wherever a line number is used (row
+    ranges, JSON, comparisons), written ``row N`` in messages: ``hf://datasets/A/B[train]:row 7`` cannot be
+    mistaken for line 7 of a text file."""
+
+    def __str__(self) -> str:
+        return f"row {int(self)}"
+
+    def __format__(self, spec: str) -> str:
+        return str(self) if not spec else int.__format__(self, spec)
+
+
+def at_line(line: int) -> str:
+    """``line 7`` for a file's line, ``row 7`` for a dataset's row (messages that name a second record)."""
+    return str(line) if isinstance(line, Row) else f"line {line}"
 
 
 @dataclass(frozen=True)
@@ -63,14 +85,32 @@ def _open_bytes(p: Path):
     return gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
 
 
-def read_records(path: str, on_invalid: str = "error", report: SkipReport | None = None) -> Iterator[Record]:
-    """Yield every record of ``path``. Undecodable lines raise :class:`DataError` or are skipped and counted."""
+def read_split(split: SplitConfig, on_invalid: str = "error", report: SkipReport | None = None) -> Iterator[Record]:
+    """:func:`read_records` of a split's ``path``, a `datasets` source read with the split's ``split``, ``subset``,
+    ``data_dir`` and ``revision`` (the row range is the caller's)."""
+    from .hf_datasets import DatasetsOptions
+
+    return read_records(split.path, on_invalid, report, DatasetsOptions.of(split))
+
+
+def read_records(path: str, on_invalid: str = "error", report: SkipReport | None = None,
+                 options=None) -> Iterator[Record]:
+    """Yield every record of ``path``. Undecodable lines raise :class:`DataError` or are skipped and counted.
+
+    ``options`` (:class:`~rewardkit.data.hf_datasets.DatasetsOptions`) choose within a `datasets` source; a data
+    file given any of them is an error (they would be ignored)."""
+    from . import hf_datasets
+
+    if hf_datasets.is_datasets_source(path):
+        yield from hf_datasets.read_dataset(path, options)
+        return
+    if options is not None and options.given():
+        key = next(iter(options.given()))
+        raise DataError(path, None, None, f"`{key}` applies to a datasets source (hf://datasets/OWNER/NAME or a "
+                        "directory), not to a data file; leave it out", "bad_option")
     p = resolve_path(path)
     source = path if path.startswith("builtin:") else str(p)
     report = report if report is not None else SkipReport()
-    if p.is_dir():
-        yield from _read_datasets_dir(p, source)
-        return
     kind = _suffix(p)
     if kind == ".jsonl":
         reader = _read_jsonl(p, source)
@@ -82,7 +122,7 @@ def read_records(path: str, on_invalid: str = "error", report: SkipReport | None
         reader = _read_parquet(p, source)
     else:
         raise DataError(source, None, None, f"unsupported file type {kind!r}; use .jsonl, .json, .csv, .parquet "
-                        "(optionally .gz) or a datasets.save_to_disk directory", "unsupported_file")
+                        "(optionally .gz), a datasets directory or hf://datasets/OWNER/NAME", "unsupported_file")
     for item in _guard_decoding(reader, source):
         if isinstance(item, DataError):
             skip_or_raise(item, on_invalid, report)
@@ -249,16 +289,3 @@ def _read_parquet(p: Path, source: str) -> Iterator[Record | DataError]:
     except (pa.ArrowException, OSError) as e:
         raise DataError(source, None, None, f"not a readable Parquet file ({e}); rewrite it with pyarrow or pandas",
                         "invalid_parquet") from None
-
-
-def _read_datasets_dir(p: Path, source: str) -> Iterator[Record]:
-    import datasets
-
-    ds = datasets.load_from_disk(str(p))
-    if isinstance(ds, datasets.DatasetDict):
-        if len(ds) != 1:
-            raise DataError(source, None, None, f"holds several splits ({', '.join(ds)}); point at one split "
-                            "directory", "several_splits")
-        ds = next(iter(ds.values()))
-    for i, row in enumerate(ds, start=1):
-        yield Record(dict(row), source, i)

@@ -20,7 +20,7 @@ from .step_detect import adapter_of, detect_step_layout, peek
 from .steps import STEP_ADAPTERS, Stepwise, parse_steps
 
 
-def is_step_input(path: str, data: DataConfig) -> bool:
+def is_step_input(path: str, data: DataConfig, options=None) -> bool:
     """Whether ``path`` is to be inspected as step data: a step adapter or ``data.format: steps`` is set, or
     (``auto``, no adapter) its first record is in a step layout and in no response format."""
     from .formats import detect_format
@@ -30,7 +30,7 @@ def is_step_input(path: str, data: DataConfig) -> bool:
     if data.format != "auto" or data.adapter is not None:
         return False
     try:
-        first, _ = peek(iter(read_records(path, "skip", SkipReport())))
+        first, _ = peek(iter(read_records(path, "skip", SkipReport(), options)))
     except (DataError, ValueError, OSError):
         return False  # unreadable: the response-format inspection reports the error
     return (first is not None and detect_format(first.data, data.fields) is None
@@ -62,11 +62,11 @@ def step_details(examples: list[Stepwise]) -> dict:
             "problems": len(groups), "problems_with_several_solutions": sum(1 for n in groups.values() if n > 1)}
 
 
-def inspect_steps(path: str, data: DataConfig, tokenizer=None, max_errors: int = 5) -> Inspection:
+def inspect_steps(path: str, data: DataConfig, tokenizer=None, max_errors: int = 5, options=None) -> Inspection:
     """Read ``path`` as step-level data, skipping (and counting) invalid records."""
     data = dataclasses.replace(data, on_invalid="skip")
     report = SkipReport(max_examples=max_errors)
-    counted = CountedRecords(path, report)
+    counted = CountedRecords(path, report, options)
 
     unit = "tokens" if tokenizer is not None else "characters"
     adapter = data.adapter

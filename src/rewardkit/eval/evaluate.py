@@ -19,7 +19,8 @@ from ..data.cache import encode_eval_pairs
 from ..data.errors import DataError, SkipReport
 from ..data.examples import read_examples
 from ..data.formats import Example, Format, MultiRated, Pair, Text
-from ..data.readers import Record, read_records
+from ..data.hf_datasets import pin_revision
+from ..data.readers import Record, read_split
 from ..data.tokenize import Dropped
 from ..models.reward_model import ModelMeta
 from ..scoring import Scorer, resolve_model_dir
@@ -83,7 +84,7 @@ def load_eval_examples(split: SplitConfig, data: DataConfig, report: SkipReport,
     """Typed examples of ``split`` (format from ``data.format`` or detected, adapters applied) and, when ``by``
     is given, that column's value per record keyed by ``where``."""
     groups: dict[str, str] = {}
-    records: Iterable[Record] = islice(read_records(split.path, data.on_invalid, report), split.start, split.stop)
+    records: Iterable[Record] = islice(read_split(split, data.on_invalid, report), split.start, split.stop)
     if by:
         records = _capture_column(records, by, groups)
     fmt, examples = read_examples(replace(split, start=0, stop=None), data, report, records=records)
@@ -309,6 +310,7 @@ def evaluate_file(scorer: Scorer, split: SplitConfig, data: DataConfig | None = 
     data = data or DataConfig()
     report = SkipReport()
     scorer.encoder.stats.counts.clear()
+    split = pin_revision(split)  # a Hub branch read, and its pairs keyed in the cache, at one commit
     fmt, examples, group_of = load_eval_examples(split, data, report, by)
     if fmt == "pairs":
         return _evaluate_pairs(scorer, split, examples, group_of if by else None, by, report, n_boot, seed,

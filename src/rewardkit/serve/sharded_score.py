@@ -102,6 +102,9 @@ def make_plan(model: str, input_path: str, output: str, num_shards: int, **optio
     if block < 1:
         raise ValueError(f"--block-records must be at least 1, got {block}")
     output_format(output)  # an unknown output extension fails before any work is done
+    if input_path.startswith("hf://"):  # the plan records the input's size and time to check a --resume
+        raise ValueError(f"{input_path}: --num-processes scores a local file or directory; save the dataset first "
+                         "(datasets.load_dataset(...).save_to_disk(DIR)) and score DIR")
     src = resolve_path(input_path)
     records = sum(1 for _ in read_records(input_path, options.get("on_invalid", "error")))
     st = src.stat()

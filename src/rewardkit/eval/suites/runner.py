@@ -113,7 +113,7 @@ def rewardbench2_rows(records: list[Record], fields) -> SuiteRows:
         k = rec.data.get("num_correct", len(rec.data[fields.chosen]))
         num_correct.append(int(k))
         # a Ties prompt's ref and tied rows resample together (the formula pairs them)
-        clusters.append(f"ties:{ids[-1].partition(':')[2]}" if subsets[-1].lower() == "ties" else f"row:{rec.line}")
+        clusters.append(f"ties:{ids[-1].partition(':')[2]}" if subsets[-1].lower() == "ties" else f"row:{int(rec.line)}")
 
     def assemble(scores: np.ndarray, rows: np.ndarray) -> SuiteResult:
         per_row = [scores[spans[i][0]:spans[i][1]] for i in rows]
