@@ -100,6 +100,16 @@ HH_SAMPLE = [
 ]
 
 
+def unique_hh_pairs(n: int, tag: str = "t") -> list[dict]:
+    """n chosen/rejected records cycled from HH_SAMPLE, each chosen response tagged so every record is unique."""
+    out = []
+    for i in range(n):
+        r = {k: HH_SAMPLE[i % len(HH_SAMPLE)][k] for k in ("chosen", "rejected")}
+        r["chosen"] += f" [{tag} {i}]"
+        out.append(r)
+    return out
+
+
 @pytest.fixture
 def hh_file(tmp_path) -> Path:
     """A small hh-rlhf-style JSONL file (implicit prompts)."""
@@ -120,3 +130,17 @@ def _tokenized_cache_dir(tmp_path_factory):
         os.environ.pop("REWARDKIT_CACHE_DIR", None)
     else:
         os.environ["REWARDKIT_CACHE_DIR"] = old
+
+
+def record_grpo_rewards(trainer) -> dict:
+    """Wrap a TRL GRPOTrainer's reward computation so a test sees the prompts, completions and rewards it used."""
+    seen: dict = {}
+    original = trainer._calculate_rewards
+
+    def spy(inputs, prompts, completions, completion_ids_list):
+        rewards = original(inputs, prompts, completions, completion_ids_list)
+        seen.update(prompts=list(prompts), completions=list(completions), rewards=rewards[:, 0].tolist())
+        return rewards
+
+    trainer._calculate_rewards = spy
+    return seen

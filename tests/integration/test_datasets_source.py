@@ -10,7 +10,7 @@ import yaml
 
 from rewardkit.cli import main
 
-from ..conftest import HH_SAMPLE
+from ..conftest import unique_hh_pairs
 
 pytestmark = pytest.mark.usefixtures("offline")
 COLUMNS = ("kind", "length", "ids", "start", "score", "prompt", "extra")
@@ -20,15 +20,6 @@ COLUMNS = ("kind", "length", "ids", "start", "score", "prompt", "extra")
 def offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def records(n, tag):
-    out = []
-    for i in range(n):
-        r = {k: HH_SAMPLE[i % len(HH_SAMPLE)][k] for k in ("chosen", "rejected")}
-        r["chosen"] += f" [{tag} {i}]"
-        out.append(r)
-    return out
 
 
 def train(tmp_path, model, source, name, **data):
@@ -58,7 +49,7 @@ def losses(tmp_path, name):
 def test_save_to_disk_and_hub_layout_sources_train_as_their_jsonl_does(tiny_model_dir, tmp_path):
     import datasets
 
-    train_rows, test_rows = records(20, "t"), records(6, "e")
+    train_rows, test_rows = unique_hh_pairs(20, "t"), unique_hh_pairs(6, "e")
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train_rows))
     splits = datasets.DatasetDict({"train": datasets.Dataset.from_list(train_rows),
                                    "test": datasets.Dataset.from_list(test_rows)})
@@ -91,8 +82,8 @@ def test_save_to_disk_and_hub_layout_sources_train_as_their_jsonl_does(tiny_mode
 def test_a_missing_split_stops_the_run_naming_the_available_ones(tiny_model_dir, tmp_path, capsys):
     import datasets
 
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(records(4, "t")),
-                          "test": datasets.Dataset.from_list(records(4, "e"))}).save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(unique_hh_pairs(4, "t")),
+                          "test": datasets.Dataset.from_list(unique_hh_pairs(4, "e"))}).save_to_disk(str(tmp_path / "saved"))
     source = {"path": str(tmp_path / "saved"), "split": "validation"}
     assert train(tmp_path, tiny_model_dir("llama"), source, "missing") == 2
     err = capsys.readouterr().err
@@ -102,7 +93,7 @@ def test_a_missing_split_stops_the_run_naming_the_available_ones(tiny_model_dir,
 def test_a_bad_dataset_record_stops_the_run_naming_source_row_and_field(tiny_model_dir, tmp_path, capsys):
     import datasets
 
-    rows = records(6, "t")
+    rows = unique_hh_pairs(6, "t")
     rows[3]["rejected"] = rows[3]["chosen"]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "one"))
     assert train(tmp_path, tiny_model_dir("llama"), {"path": str(tmp_path / "one")}, "bad") == 2
@@ -112,8 +103,8 @@ def test_a_bad_dataset_record_stops_the_run_naming_source_row_and_field(tiny_mod
 def test_data_inspect_reads_the_split_it_is_given(tmp_path, capsys):
     import datasets
 
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(records(5, "t")),
-                          "test": datasets.Dataset.from_list(records(3, "e"))}).save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(unique_hh_pairs(5, "t")),
+                          "test": datasets.Dataset.from_list(unique_hh_pairs(3, "e"))}).save_to_disk(str(tmp_path / "saved"))
     assert main(["data", "inspect", str(tmp_path / "saved"), "--split", "test", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["records"] == 3 and got["examples"] == 3 and got["format"] == "pairs"

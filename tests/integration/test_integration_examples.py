@@ -20,7 +20,7 @@ import torch
 
 import rewardkit
 
-from ..conftest import REPO, load_test_tokenizer, tiny_config
+from ..conftest import REPO, load_test_tokenizer, record_grpo_rewards, tiny_config
 from .export_helpers import make_rewardkit_dir
 
 EXAMPLES = REPO / "examples" / "integrations"
@@ -62,15 +62,7 @@ def test_trl_grpo_example_rewards_equal_rewardkit_scores(tokenizer_dirs, qwen2_e
                                "--max-steps", "1", "--batch-size", "4", "--num-generations", "4",
                                "--max-completion-length", "6", "--cpu"])
     trainer = example.build_trainer(args)
-    seen = {}
-    original = trainer._calculate_rewards
-
-    def spy(inputs, prompts, completions, completion_ids_list):
-        rewards = original(inputs, prompts, completions, completion_ids_list)
-        seen.update(prompts=list(prompts), completions=list(completions), rewards=rewards[:, 0].tolist())
-        return rewards
-
-    trainer._calculate_rewards = spy
+    seen = record_grpo_rewards(trainer)
     trainer.train()
     assert isinstance(trainer.reward_funcs[0], rewardkit.Scorer)
     ours = rewardkit.load_model(qwen2_export).score(seen["prompts"], seen["completions"])

@@ -12,7 +12,7 @@ import torch
 import rewardkit
 from rewardkit.export import export_model, score_token_tokenizer
 
-from ..conftest import load_test_tokenizer, tiny_config
+from ..conftest import load_test_tokenizer, record_grpo_rewards, tiny_config
 from .export_helpers import make_rewardkit_dir
 
 trl = pytest.importorskip("trl", reason="TRL is not installed (pip install -e '.[interop]')")
@@ -41,15 +41,7 @@ def run_one_grpo_step(tmp_path, policy_tok, prompts, reward_dir, reward_tok=None
     trainer = GRPOTrainer(model=tiny_policy(policy_tok), reward_funcs=str(reward_dir), args=args,
                           train_dataset=datasets.Dataset.from_dict({"prompt": prompts}), processing_class=policy_tok,
                           reward_processing_classes=[reward_tok] if reward_tok is not None else None)
-    seen = {}
-    original = trainer._calculate_rewards
-
-    def spy(inputs, prompts, completions, completion_ids_list):
-        rewards = original(inputs, prompts, completions, completion_ids_list)
-        seen.update(prompts=list(prompts), completions=list(completions), rewards=rewards[:, 0].tolist())
-        return rewards
-
-    trainer._calculate_rewards = spy
+    seen = record_grpo_rewards(trainer)
     trainer.train()
     logged = next(h for h in trainer.state.log_history if any(k.startswith("rewards/") for k in h))
     return seen, logged

@@ -20,7 +20,7 @@ from rewardkit.data.render import Renderer
 from rewardkit.data.tokenize import SequenceEncoder
 from rewardkit.training.tasks import make_task
 
-from ..conftest import HH_SAMPLE, load_test_tokenizer
+from ..conftest import load_test_tokenizer, unique_hh_pairs
 
 pytestmark = pytest.mark.usefixtures("offline")
 
@@ -29,15 +29,6 @@ pytestmark = pytest.mark.usefixtures("offline")
 def offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def rows(n, tag="t"):
-    out = []
-    for i in range(n):
-        r = {k: HH_SAMPLE[i % len(HH_SAMPLE)][k] for k in ("chosen", "rejected")}
-        r["chosen"] += f" [{tag} {i}]"
-        out.append(r)
-    return out
 
 
 def hub_layout(root, splits: dict, shards: int = 1):
@@ -61,7 +52,7 @@ def saved_dict(root, splits: dict):
 
 
 def test_saved_and_hub_layout_directories_read_the_records_of_the_split_named_by_row(tmp_path):
-    train, test = rows(6), rows(3, "e")
+    train, test = unique_hh_pairs(6), unique_hh_pairs(3, "e")
     for d in (saved_dict(tmp_path / "saved", {"train": train, "test": test}),
               hub_layout(tmp_path / "hub", {"train": train, "test": test})):
         got = list(read_records(str(d), options=hf_datasets.DatasetsOptions(split="test")))
@@ -71,8 +62,8 @@ def test_saved_and_hub_layout_directories_read_the_records_of_the_split_named_by
 
 
 def test_a_missing_split_names_the_available_ones_and_several_need_a_choice(tmp_path):
-    for d in (saved_dict(tmp_path / "saved", {"train": rows(2), "test": rows(2)}),
-              hub_layout(tmp_path / "hub", {"train": rows(2), "test": rows(2)})):
+    for d in (saved_dict(tmp_path / "saved", {"train": unique_hh_pairs(2), "test": unique_hh_pairs(2)}),
+              hub_layout(tmp_path / "hub", {"train": unique_hh_pairs(2), "test": unique_hh_pairs(2)})):
         with pytest.raises(DataError, match=r"no split 'validation'; the available splits are: (train, test|test, "
                                              r"train)") as e:
             list(read_records(str(d), options=hf_datasets.DatasetsOptions(split="validation")))
@@ -82,7 +73,7 @@ def test_a_missing_split_names_the_available_ones_and_several_need_a_choice(tmp_
 
 
 def test_a_bad_record_names_source_split_row_and_field(tmp_path):
-    bad = rows(4)
+    bad = unique_hh_pairs(4)
     bad[2]["chosen"] = "   "
     d = hub_layout(tmp_path / "hub", {"train": bad})
     cfg = load_config(None, None, base={"model": {"name": "x"}, "data": {"train": {"path": str(d), "split": "train"},
@@ -97,7 +88,7 @@ def test_a_bad_record_names_source_split_row_and_field(tmp_path):
 
 
 def test_a_repeated_id_names_the_first_row(tmp_path):
-    rs = [dict(r, id=f"x{i % 2}") for i, r in enumerate(rows(3))]
+    rs = [dict(r, id=f"x{i % 2}") for i, r in enumerate(unique_hh_pairs(3))]
     d = hub_layout(tmp_path / "hub", {"train": rs})
     cfg = load_config(None, None, base={"model": {"name": "x"}, "data": {"train": {"path": str(d)}}})
     with pytest.raises(DataError, match=r"\[train\]:row 3: field 'id': duplicated id 'x0', first on row 1;"):
@@ -107,7 +98,7 @@ def test_a_repeated_id_names_the_first_row(tmp_path):
 def test_records_stream_shard_by_shard(tmp_path):
     """The first record comes before a later shard is read: a broken second shard stops the run only when it
     is reached, naming the row where reading stopped."""
-    d = hub_layout(tmp_path / "hub", {"train": rows(8)}, shards=2)
+    d = hub_layout(tmp_path / "hub", {"train": unique_hh_pairs(8)}, shards=2)
     (d / "data" / "train-00001-of-00002.parquet").write_bytes(b"PAR1 not parquet at all PAR1")
     records = read_records(str(d))
     first = next(records)
@@ -123,7 +114,7 @@ def test_datasets_options_on_a_file_fail_naming_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"data.eval\[1\].revision: applies to a Hub dataset"):
         load_config(None, None, base={"model": {"name": "x"}, "data": {
             "train": "a.jsonl", "eval": [{"path": "b.jsonl"}, {"path": "some_dir", "revision": "main"}]}})
-    d = saved_dict(tmp_path / "saved", {"train": rows(2)})
+    d = saved_dict(tmp_path / "saved", {"train": unique_hh_pairs(2)})
     with pytest.raises(DataError, match=r"`subset` does not apply to a save_to_disk directory"):
         list(read_records(str(d), options=hf_datasets.DatasetsOptions(subset="x")))
 
@@ -171,8 +162,8 @@ def test_a_hub_dataset_resolves_through_load_dataset_builder_and_is_keyed_by_its
     import datasets
 
     a, b = "a" * 40, "b" * 40
-    trees = {a: hub_layout(tmp_path / "at-a", {"train": rows(6, "A"), "test": rows(2)}),
-             b: hub_layout(tmp_path / "at-b", {"train": rows(5, "B")})}
+    trees = {a: hub_layout(tmp_path / "at-a", {"train": unique_hh_pairs(6, "A"), "test": unique_hh_pairs(2)}),
+             b: hub_layout(tmp_path / "at-b", {"train": unique_hh_pairs(5, "B")})}
     trees[None] = trees[a]
     # "main" is at commit a when first asked, then moves to b; "v1" is a tag on a; no commit is known for None
     stand_in = _HubStandIn({"main": [a, b], "v1": [a], None: [None]}, trees)
@@ -204,13 +195,13 @@ def test_a_hub_dataset_resolves_through_load_dataset_builder_and_is_keyed_by_its
 
 
 def test_a_local_directory_is_keyed_by_its_files_content(tokenizer_dirs, tmp_path):
-    d = hub_layout(tmp_path / "hub", {"train": rows(4)})
+    d = hub_layout(tmp_path / "hub", {"train": unique_hh_pairs(4)})
     cfg, task, renderer, encoder = setup(tokenizer_dirs, tmp_path, {"path": str(d), "split": "train"})
     first = cache_key(cfg.data.train, cfg.data, task_identity(task), renderer, encoder)
     assert cache_key(cfg.data.train, cfg.data, task_identity(task), renderer, encoder) == first
     import datasets
 
-    datasets.Dataset.from_list(rows(4, "changed")).to_parquet(str(d / "data" / "train-00000-of-00001.parquet"))
+    datasets.Dataset.from_list(unique_hh_pairs(4, "changed")).to_parquet(str(d / "data" / "train-00000-of-00001.parquet"))
     assert cache_key(cfg.data.train, cfg.data, task_identity(task), renderer, encoder) != first
     other = json.loads(json.dumps({"path": str(d), "split": "train", "data_dir": "data"}))
     cfg2, *_ = setup(tokenizer_dirs, tmp_path, other)
