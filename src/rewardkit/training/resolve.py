@@ -154,8 +154,8 @@ def token_budget(m: ModelFacts, machine: MachineFacts, bf16: bool, checkpointing
       length) at the checkpointed cost per token. Both hold the same training state, so this keeps the peak at or
       below the peer's. An earlier rule (activations within the 16 B/param training state: 1,216 tokens for
       SmolLM2-135M at batch 8, length 512) peaked at 5.26 GB against TRL's 4.66 GB in bf16 on an AVX512-BF16 CPU
-      (issue 22); this one gives 576 there, measured at 4.36 GB with the same step time (passes of 640: 63.4 s,
-      of 1,216: 66.1 s for 10 steps), as a pass of a few hundred tokens already runs the matmuls near full rate;
+      (issue 22); this one gives 576 there, and the same race gave 4.72 GB against TRL's 5.04 GB (medians of 3),
+      at 58.2 s against 66.1 s for 10 steps: a pass of a few hundred tokens already runs the matmuls near full rate;
     * the machine's memory: training state plus activations within :data:`MEMORY_SHARE` of it,
 
     rounded down to a multiple of 64 and never below ``floor`` (one sequence). A pair costlier than the budget
