@@ -78,7 +78,9 @@ _FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".gz")
 def _check_datasets_options(src: SplitConfig, at: str) -> None:
     """`split`, `subset`, `data_dir` and `revision` choose within a `datasets` source; given with a data file they
     would be ignored silently, so they fail here, naming the key (a directory is only known when it is read)."""
-    hub = src.path.startswith("hf://")
+    from .data.hf_datasets import is_hub_path  # lazily: the data package imports this module
+
+    hub = is_hub_path(src.path)
     a_file = not hub and (src.path.startswith("builtin:") or src.path.lower().endswith(_FILE_SUFFIXES))
     for key in ("split", "subset", "data_dir", "revision"):
         if getattr(src, key) is None:

@@ -52,9 +52,14 @@ class DatasetsOptions:
         return {k: v for k, v in vars(self).items() if v is not None}
 
 
+def is_hub_path(path: str) -> bool:
+    """A Hub dataset's path (``hf://...``): its size and content are not on this machine."""
+    return path.startswith(HUB_SCHEME)
+
+
 def hub_repo(path: str) -> str | None:
     """``OWNER/NAME`` of a ``hf://datasets/OWNER/NAME`` (or ``hf://OWNER/NAME``) path; None for other paths."""
-    if not path.startswith(HUB_SCHEME):
+    if not is_hub_path(path):
         return None
     rest = path[len(HUB_SCHEME):].strip("/")
     rest = rest[len("datasets/"):] if rest.startswith("datasets/") else rest
@@ -67,7 +72,7 @@ def hub_repo(path: str) -> str | None:
 
 def is_datasets_source(path: str) -> bool:
     """A Hub dataset or a directory (``builtin:`` names and files are read by :mod:`.readers`)."""
-    return path.startswith(HUB_SCHEME) or (not path.startswith("builtin:") and Path(path).is_dir())
+    return is_hub_path(path) or (not path.startswith("builtin:") and Path(path).is_dir())
 
 
 def is_saved(p: Path) -> bool:

@@ -25,6 +25,7 @@ from itertools import islice
 from ..config import DataConfig, SplitConfig
 from .errors import DataError, SkipReport
 from .examples import empty_message, plain_pairs, split_records
+from .hf_datasets import is_hub_path
 from .readers import resolve_path
 from .tokenize import TruncationStats
 
@@ -43,7 +44,7 @@ def default_num_proc(path: str | None = None) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    if path is not None and not path.startswith("hf://"):  # a Hub dataset's size is not known here
+    if path is not None and not is_hub_path(path):  # a Hub dataset's size is not known here
         try:
             p = resolve_path(path)
             files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]  # a datasets directory

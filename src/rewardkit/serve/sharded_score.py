@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..data.hf_datasets import is_hub_path
 from ..data.readers import read_records, resolve_path
 from .batch import SCORE_BLOCK, ScoreFileResult, output_format, write_records
 
@@ -102,7 +103,7 @@ def make_plan(model: str, input_path: str, output: str, num_shards: int, **optio
     if block < 1:
         raise ValueError(f"--block-records must be at least 1, got {block}")
     output_format(output)  # an unknown output extension fails before any work is done
-    if input_path.startswith("hf://"):  # the plan records the input's size and time to check a --resume
+    if is_hub_path(input_path):  # the plan records the input's size and time to check a --resume
         raise ValueError(f"{input_path}: --num-processes scores a local file or directory; save the dataset first "
                          "(datasets.load_dataset(...).save_to_disk(DIR)) and score DIR")
     src = resolve_path(input_path)
